@@ -1,0 +1,83 @@
+"""Atomic writes: outputs appear complete or not at all.
+
+Everything CheXMix writes goes to a temporary sibling first and is renamed into place, so an
+interrupted or failed run never leaves a half-written file or folder where a finished one is
+expected.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+from .errors import ChexmixInputError
+
+
+def _writable_parent(path: Path) -> Path:
+    parent = path.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ChexmixInputError(f"cannot create output folder ({exc.strerror})", parent) from None
+    if not os.access(parent, os.W_OK):
+        raise ChexmixInputError("output folder is not writable", parent)
+    return parent
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike, overwrite: bool = True) -> Iterator[Path]:
+    """Yield a temporary folder that replaces ``path`` only if the block completes.
+
+    On any exception the temporary folder is removed and ``path`` is left as it was.
+    """
+    final = Path(path)
+    parent = _writable_parent(final)
+    if final.exists() and not final.is_dir():
+        raise ChexmixInputError("output path exists and is not a folder", final)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=parent))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if final.exists():
+        if not overwrite:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise ChexmixInputError("output folder already exists", final)
+        # Move the old folder aside first so that a crash between the two renames loses nothing.
+        old = final.with_name(f".{final.name}.old-{os.getpid()}")
+        os.replace(final, old)
+        os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, final)
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike, mode: str = "wb") -> Iterator[Any]:
+    """Open a temporary sibling of ``path`` for writing; rename it onto ``path`` on success."""
+    final = Path(path)
+    parent = _writable_parent(final)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".partial", dir=parent)
+    try:
+        with os.fdopen(fd, mode) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, final)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_name)
+        raise
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Write ``obj`` as indented JSON, atomically."""
+    with atomic_file(path, "w") as handle:
+        json.dump(obj, handle, indent=2)
+        handle.write("\n")

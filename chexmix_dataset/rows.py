@@ -1,0 +1,38 @@
+"""Turning an image and its lesion instances into one CheXMix row (see :mod:`.features`)."""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+from .lesions import LesionInstance, coco_object, union_mask
+
+
+def make_row(
+    image: np.ndarray,
+    instances: list[LesionInstance],
+    *,
+    image_id: str,
+    source: str,
+    origin: str,
+    patient_id: str,
+    license: str,
+) -> dict:
+    """One dataset row from a (height, width) uint8 image and its lesions."""
+    if image.ndim != 2 or image.dtype != np.uint8:
+        raise ValueError(f"image must be a 2D uint8 array, got {image.dtype} {image.shape}")
+    height, width = image.shape
+    objects = [coco_object(instance, object_id=i) for i, instance in enumerate(instances)]
+    return {
+        "image": Image.fromarray(image, mode="L"),
+        "image_id": image_id,
+        "source": source,
+        "origin": origin,
+        "patient_id": patient_id,
+        "license": license,
+        "width": width,
+        "height": height,
+        "objects": {key: [obj[key] for obj in objects] for key in
+                    ("id", "bbox", "area", "segmentation", "category", "lesion_type")},
+        "mask": Image.fromarray(union_mask(instances, (height, width)), mode="L"),
+    }

@@ -1,0 +1,68 @@
+"""What every source adapter hands the builder: annotated CT cases and annotated CXR cases."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..lesions import LesionInstance
+
+
+@dataclass(frozen=True)
+class CTCase:
+    """An annotated chest CT on disk.
+
+    Attributes:
+        case_id: unique within the source (used in image ids).
+        patient_id: the patient; splits never put one patient in both train and test.
+        origin: source collection, e.g. "covid19-ct-seg/radiopaedia".
+        license: licence of this case, e.g. "CC-BY-NC-SA-4.0".
+        ct_path: NIfTI file in HU (or slice folder).
+        mask_path: lesion label NIfTI on the CT's grid, or None.
+        lesion_types: label value -> lesion type name (e.g. {1: "infection"}).
+    """
+
+    case_id: str
+    patient_id: str
+    origin: str
+    license: str
+    ct_path: Path
+    mask_path: Path | None
+    lesion_types: dict[int, str] = field(default_factory=lambda: {1: "lesion"})
+
+
+@dataclass(frozen=True)
+class CXRCase:
+    """An annotated real chest X-ray (or a phantom stand-in).
+
+    ``load`` returns the image as a (height, width) uint8 array and its lesion instances; it may
+    raise :class:`chexmix_dataset.errors.ChexmixInputError` for a corrupt image (the builder
+    skips and counts such cases) and may report clipped polygons through ``warn``.
+    """
+
+    image_id: str
+    patient_id: str
+    origin: str
+    license: str
+    load: Callable[[Callable[[str], None]], tuple[np.ndarray, list[LesionInstance]]] = field(compare=False)
+    view: str = "PA"
+
+
+@dataclass(frozen=True)
+class SkippedItem:
+    """Something a source could not use: which item, and why (shown in the build summary)."""
+
+    item: str
+    reason: str
+
+
+@dataclass
+class SourceScan:
+    """The result of scanning one source's ``data_dir``."""
+
+    ct_cases: list[CTCase] = field(default_factory=list)
+    cxr_cases: list[CXRCase] = field(default_factory=list)
+    skipped: list[SkippedItem] = field(default_factory=list)
