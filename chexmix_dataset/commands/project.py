@@ -1,0 +1,54 @@
+"""``chexmix project CT [MASK] --out DIR``: one CT to a frontal X-ray with lesion instances."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from PIL import Image
+
+from ..atomic import atomic_dir, write_json
+from ..lesions import coco_object, union_mask
+from ..overlay import draw_overlay
+from ..projection import ProjectorOptions, project_volume
+from ..volume import load_ct
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("ct", type=Path, help="CT: NIfTI file in HU, or a folder of axial slice images")
+    parser.add_argument("mask", type=Path, nargs="?", help="lesion label mask on the CT's grid (NIfTI or slice folder)")
+    parser.add_argument("--out", type=Path, required=True, help="output folder (replaced atomically)")
+    parser.add_argument("--mode", choices=("physics", "seed"), default="physics",
+                        help="physics (Beer-Lambert, default) or seed (the published algorithm)")
+    parser.add_argument("--size", type=int, default=512, help="physics mode: longer image side in px (512)")
+    parser.add_argument("--min-lesion-mm", type=float, default=None,
+                        help="least path through a lesion for a lesion pixel, mm (default: one voxel)")
+    parser.add_argument("--min-area-mm2", type=float, default=4.0,
+                        help="drop projected lesions smaller than this, mm^2 (4)")
+    parser.add_argument("--slice-spacing", type=float, nargs=3, default=(1.0, 1.0, 1.0),
+                        metavar=("ROW_MM", "COL_MM", "SLICE_MM"), help="voxel size assumed for slice folders")
+
+
+def run(args: argparse.Namespace) -> int:
+    options = ProjectorOptions(mode=args.mode, size_px=args.size, min_lesion_mm=args.min_lesion_mm,
+                               min_area_mm2=args.min_area_mm2)
+    ct = load_ct(args.ct, args.mask, slice_spacing_mm=tuple(args.slice_spacing))
+    projection = project_volume(ct, options)
+    height, width = projection.image.shape
+    with atomic_dir(args.out) as tmp:
+        Image.fromarray(projection.image).save(tmp / "xray.png")
+        Image.fromarray(union_mask(projection.instances, (height, width))).save(tmp / "mask.png")
+        Image.fromarray(draw_overlay(projection.image, projection.instances)).save(tmp / "overlay.png")
+        write_json(tmp / "instances.json", {
+            "ct": str(args.ct),
+            "mask": None if args.mask is None else str(args.mask),
+            "mode": options.mode,
+            "width": width,
+            "height": height,
+            "pixel_spacing_mm": list(projection.pixel_spacing_mm),
+            "instances": [coco_object(inst, i) for i, inst in enumerate(projection.instances)],
+        })
+    types = sorted({inst.lesion_type for inst in projection.instances})
+    print(f"{args.out}: {width}x{height} px X-ray ({options.mode}), {len(projection.instances)} lesion "
+          f"instance(s){' (' + ', '.join(types) + ')' if types else ''}")
+    return 0

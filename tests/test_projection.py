@@ -1,0 +1,246 @@
+"""The projector against independent expectations: the published loop, physics, geometry."""
+
+from __future__ import annotations
+
+import tracemalloc
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+from PIL import Image
+from scipy import ndimage
+
+from chexmix_dataset.phantoms import chest_phantom
+from chexmix_dataset.projection import (
+    MU_WATER_60KEV_PER_MM,
+    ProjectorOptions,
+    line_integral_mm,
+    project_volume,
+)
+from chexmix_dataset.volume import CTVolume, load_ct
+
+# The oracle keeps the published code's Image.getdata, which Pillow plans to remove.
+pytestmark = pytest.mark.filterwarnings("ignore:Image.Image.getdata:DeprecationWarning")
+
+
+def published_create_cxr(images: list[str]) -> np.ndarray:
+    """The published CT-to-X-ray loop (arXiv:2105.08147 project page), ported line by line.
+
+    The page lost ``Image.open(images`` twice and all indentation; ``xray`` is allocated once,
+    before the slice loop, the only reading under which the function returns a full image.
+    """
+    xray = np.zeros((len(images), Image.open(images[0]).convert("L").size[0]))
+    for z in range(len(images)):
+        img = Image.open(images[z]).convert("L")  # convert image to 8-bit grayscale
+        HEIGHT, WIDTH = img.size
+        data = list(img.getdata())
+        pixels = [data[offset:offset + WIDTH] for offset in range(0, WIDTH * HEIGHT, WIDTH)]
+        for x in range(WIDTH):
+            sum = 0
+            for y in range(HEIGHT):
+                sum += pixels[y][x]
+            xray[len(images) - 1 - z][x] = sum
+    return xray
+
+
+def published_display(xray: np.ndarray) -> np.ndarray:
+    """The seed mode's documented post-processing: scale by the max, stretch to >= 300 rows."""
+    image = np.rint(xray * 255.0 / xray.max()).astype(np.uint8)
+    if image.shape[0] < 300:
+        image = np.asarray(Image.fromarray(image).resize((image.shape[1], 300), Image.BILINEAR))
+    return image
+
+
+def write_slices(folder: Path, slices: list[np.ndarray]) -> list[str]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for index, array in enumerate(slices):
+        path = folder / f"slice{index}.png"  # natural order matters: slice2 before slice10
+        Image.fromarray(array).save(path)
+        paths.append(str(path))
+    return paths
+
+
+def ras_volume(hu: np.ndarray, spacing=(0.7, 0.7, 2.5), labels: np.ndarray | None = None) -> CTVolume:
+    return CTVolume(voxels=hu, spacing_mm=spacing, affine=np.diag([*spacing, 1.0]), lesion_labels=labels,
+                    is_hounsfield=True, path="memory")
+
+
+# --- seed mode: identical to the published loop --------------------------------------------------
+
+@pytest.mark.parametrize("rows, cols", [(24, 24), (20, 28)])
+def test_seed_mode_equals_published_loop_on_slice_folder(tmp_path, rows, cols):
+    rng = np.random.default_rng(rows * cols)
+    slices = []
+    for z in range(12):
+        array = rng.integers(0, 60, size=(rows, cols), dtype=np.uint8)
+        array[rows // 4: rows // 2, z % cols: z % cols + 5] = 250  # structure that moves with z
+        slices.append(array)
+    paths = write_slices(tmp_path / "slices", slices)
+
+    expected = published_display(published_create_cxr(paths))
+    ct = load_ct(tmp_path / "slices")
+    got = project_volume(ct, ProjectorOptions(mode="seed")).image
+    assert np.array_equal(got, expected)
+
+
+def test_seed_mode_equals_published_loop_on_phantom_nifti(tmp_path):
+    phantom = chest_phantom(3, shape=(40, 40, 16))
+    path = tmp_path / "ct.nii.gz"
+    nib.save(nib.Nifti1Image(phantom.hu, phantom.affine), path)
+    # The slices the published tool would have read: whole-volume min-max 8-bit, anterior at
+    # the top of each slice, patient's right on its left, inferior slice first.
+    hu = phantom.hu.astype(np.float64)
+    u8 = np.rint((hu - hu.min()) * (255.0 / (hu.max() - hu.min()))).astype(np.uint8)
+    slices = [u8[::-1, ::-1, z].T.copy() for z in range(u8.shape[2])]
+    expected = published_display(published_create_cxr(write_slices(tmp_path / "slices", slices)))
+
+    got = project_volume(load_ct(path), ProjectorOptions(mode="seed")).image
+    assert np.array_equal(got, expected)
+
+
+# --- physics mode ------------------------------------------------------------------------------
+
+def test_water_slab_line_integral_is_mu_water_times_thickness():
+    dy = 0.8
+    hu = np.full((20, 100, 10), -1000, dtype=np.int16)
+    hu[:, 20:70, :] = 0  # 50 voxels of water: 40 mm
+    integral = line_integral_mm(hu, dy, MU_WATER_60KEV_PER_MM)
+    expected = MU_WATER_60KEV_PER_MM * 50 * dy
+    assert np.max(np.abs(integral / expected - 1)) < 1e-5
+
+    projection = project_volume(ras_volume(hu, spacing=(1.0, dy, 1.0)), ProjectorOptions(size_px=40))
+    assert np.max(np.abs(projection.line_integral / expected - 1)) < 1e-5
+
+
+def test_air_below_minus_1000_does_not_attenuate():
+    hu = np.full((4, 30, 4), -2048, dtype=np.int16)  # outside the scanner's field of view
+    assert np.allclose(line_integral_mm(hu, 1.0, MU_WATER_60KEV_PER_MM), 0.0)
+    as_float = line_integral_mm(hu.astype(np.float32), 1.0, MU_WATER_60KEV_PER_MM)
+    assert np.allclose(as_float, 0.0)
+
+
+def test_dense_sphere_right_superior_anterior_appears_top_left():
+    shape = (60, 50, 40)  # deliberately unequal axes: a transposition cannot hide
+    hu = np.full(shape, -1000, dtype=np.int16)
+    x, y, z = np.ogrid[: shape[0], : shape[1], : shape[2]]
+    # High x = patient's right, high y = anterior, high z = superior (RAS+).
+    hu[(x - 48) ** 2 + (y - 40) ** 2 + (z - 32) ** 2 <= 36] = 1000
+    image = project_volume(ras_volume(hu, spacing=(1.0, 1.0, 1.0)), ProjectorOptions(size_px=60)).image
+    rows, cols = np.nonzero(image > 128)
+    assert rows.mean() < image.shape[0] / 2, "superior must be at the top"
+    assert cols.mean() < image.shape[1] / 2, "patient's right must be on the image's left"
+
+
+def test_square_pixels_at_requested_size():
+    hu = np.zeros((100, 80, 30), dtype=np.int16)  # 70 mm wide, 75 mm tall
+    projection = project_volume(ras_volume(hu, spacing=(0.7, 0.7, 2.5)), ProjectorOptions(size_px=300))
+    height, width = projection.image.shape
+    assert max(height, width) == 300
+    assert projection.pixel_spacing_mm[0] == projection.pixel_spacing_mm[1]
+    assert abs(width / height - 70 / 75) < 0.01
+
+
+def _reoriented_nifti(data_ras: np.ndarray, affine_ras: np.ndarray, flip: tuple[int, ...], perm: tuple[int, ...]):
+    """The same image stored in another voxel order: flipped then permuted axes, affine to match."""
+    data, affine = data_ras, affine_ras.copy()
+    for axis in flip:
+        data = np.flip(data, axis)
+        flip_matrix = np.eye(4)
+        flip_matrix[axis, axis] = -1
+        flip_matrix[axis, 3] = data.shape[axis] - 1
+        affine = affine @ flip_matrix
+    data = np.transpose(data, perm)
+    permutation = np.eye(4)[list(perm) + [3]].T
+    return np.ascontiguousarray(data), affine @ permutation
+
+
+@pytest.mark.parametrize("flip, perm", [((0,), (0, 1, 2)), ((1, 2), (2, 0, 1)), ((), (1, 0, 2))])
+def test_projection_does_not_depend_on_storage_order(tmp_path, flip, perm):
+    phantom = chest_phantom(5, shape=(48, 48, 20), lesions=True)
+    reference_ct = tmp_path / "ras.nii.gz"
+    reference_mask = tmp_path / "ras_mask.nii.gz"
+    nib.save(nib.Nifti1Image(phantom.hu, phantom.affine), reference_ct)
+    nib.save(nib.Nifti1Image(phantom.labels, phantom.affine), reference_mask)
+    ct, affine = _reoriented_nifti(phantom.hu, phantom.affine, flip, perm)
+    mask, _ = _reoriented_nifti(phantom.labels, phantom.affine, flip, perm)
+    nib.save(nib.Nifti1Image(ct, affine), tmp_path / "other.nii.gz")
+    nib.save(nib.Nifti1Image(mask, affine), tmp_path / "other_mask.nii.gz")
+
+    for mode in ("physics", "seed"):
+        expected = project_volume(load_ct(reference_ct, reference_mask), ProjectorOptions(mode=mode, size_px=96))
+        got = project_volume(load_ct(tmp_path / "other.nii.gz", tmp_path / "other_mask.nii.gz"),
+                             ProjectorOptions(mode=mode, size_px=96))
+        assert np.array_equal(got.image, expected.image)
+        assert len(got.instances) == len(expected.instances) > 0
+        for a, b in zip(got.instances, expected.instances):
+            assert np.array_equal(a.mask, b.mask)
+
+
+# --- lesions -------------------------------------------------------------------------------------
+
+def test_lesion_path_length_threshold():
+    hu = np.zeros((40, 40, 40), dtype=np.int16)
+    labels = np.zeros(hu.shape, dtype=np.uint8)
+    labels[5:15, 10:13, 5:15] = 1  # 3 voxels (3 mm) deep along anterior-posterior
+    labels[25:35, 20:21, 25:35] = 1  # 1 voxel (1 mm) deep
+    ct = ras_volume(hu, spacing=(1.0, 1.0, 1.0), labels=labels)
+
+    default = project_volume(ct, ProjectorOptions(size_px=40, min_area_mm2=1))
+    assert len(default.instances) == 2  # default threshold: one voxel
+    assert sorted(int(i.mask.sum()) for i in default.instances) == [100, 100]
+
+    thick_only = project_volume(ct, ProjectorOptions(size_px=40, min_lesion_mm=2.0, min_area_mm2=1))
+    assert len(thick_only.instances) == 1
+    rows, cols = np.nonzero(thick_only.instances[0].mask)
+    # x 5..14 -> columns 25..34 (right on the left); z 5..14 -> rows 25..34 (superior on top)
+    assert (cols.min(), cols.max(), rows.min(), rows.max()) == (25, 34, 25, 34)
+
+
+def test_instances_are_3d_components_and_may_overlap():
+    hu = np.zeros((30, 30, 30), dtype=np.int16)
+    labels = np.zeros(hu.shape, dtype=np.uint8)
+    labels[10:20, 2:6, 10:20] = 1  # posterior lesion
+    labels[12:22, 20:25, 12:22] = 1  # anterior lesion, behind the first on the X-ray
+    labels[2:5, 10:14, 2:5] = 2  # a consolidation elsewhere
+    projection = project_volume(ras_volume(hu, spacing=(1.0, 1.0, 1.0), labels=labels),
+                                ProjectorOptions(size_px=30, min_area_mm2=1))
+    assert len(projection.instances) == 3
+    assert sorted(i.lesion_type for i in projection.instances) == ["consolidation", "ground_glass", "ground_glass"]
+    ground_glass = [i.mask for i in projection.instances if i.lesion_type == "ground_glass"]
+    assert (ground_glass[0] & ground_glass[1]).sum() == 8 * 8
+
+
+def test_instance_count_equals_separate_3d_lesions_in_phantoms():
+    for seed in range(4):
+        phantom = chest_phantom(seed, shape=(64, 64, 28), lesions=True)
+        _, count = ndimage.label(phantom.labels > 0, structure=np.ones((3, 3, 3)))
+        assert count == phantom.lesion_count
+        ct = CTVolume(phantom.hu, phantom.spacing_mm, phantom.affine, phantom.labels, True, "phantom")
+        projection = project_volume(ct, ProjectorOptions(size_px=256, min_area_mm2=0))
+        assert len(projection.instances) == phantom.lesion_count
+
+
+def test_small_projected_lesions_are_dropped():
+    hu = np.zeros((30, 30, 30), dtype=np.int16)
+    labels = np.zeros(hu.shape, dtype=np.uint8)
+    labels[3:5, 5:9, 3:5] = 1  # 2 x 2 mm on the X-ray
+    labels[15:25, 5:9, 15:25] = 1  # 10 x 10 mm
+    ct = ras_volume(hu, spacing=(1.0, 1.0, 1.0), labels=labels)
+    assert len(project_volume(ct, ProjectorOptions(size_px=30, min_area_mm2=5)).instances) == 1
+    assert len(project_volume(ct, ProjectorOptions(size_px=30, min_area_mm2=1)).instances) == 2
+
+
+def test_memory_stays_within_twice_the_volume():
+    shape = (256, 256, 150)
+    hu = np.full(shape, -1000, dtype=np.int16)
+    hu[20:236, 20:236, :] = 40
+    labels = np.zeros(shape, dtype=np.uint8)
+    labels[30:220, 30:220, 10:140] = (np.indices((190, 190, 130)).sum(axis=0) % 37 == 0)  # many voxels
+    ct = ras_volume(hu, spacing=(1.4, 1.4, 2.5), labels=labels)
+    tracemalloc.start()
+    project_volume(ct, ProjectorOptions(size_px=256))
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak <= 2 * hu.nbytes, f"peak extra memory {peak / 2**20:.0f} MiB for a {hu.nbytes / 2**20:.0f} MiB volume"
