@@ -1,0 +1,240 @@
+"""The CheXMix Hugging Face ``datasets`` builder and :func:`load_chexmix`.
+
+Configs:
+
+``xrays_only``
+    Real chest X-rays with lesion annotations (COVID-19 image data collection + CT2Xray polygons).
+``ct_projections``
+    Frontal projections of annotated CTs (COVID-19 CT Lung and Infection Segmentation Dataset).
+``mixed``
+    The paper's experiment: the ``xrays_only`` split (identical test set of real CXRs), with a
+    fraction ``ct_fraction`` (default 5/6: 10 CXRs + 50 projections) of the training CXRs
+    replaced by CT projections.
+``sample``
+    Offline and small: phantom CT projections and phantom CXR stand-ins, structured like
+    ``mixed`` (the test split holds stand-in CXRs only). ``ct_fraction=0`` gives its X-rays-only
+    counterpart with the same test split.
+
+``datasets`` >= 4 no longer runs dataset scripts: use :func:`load_chexmix`, the builder class
+(``CheXMix(config_name=...).download_and_prepare()`` then ``as_dataset()``), or ``chexmix build``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import datasets
+
+from .errors import ChexmixInputError
+from .features import FEATURES
+from .projection import ProjectorOptions, project_volume
+from .rows import make_row
+from .sources import phantom as phantom_source
+from .sources import scan_sources
+from .sources.base import CTCase, CXRCase, SourceScan
+from .splits import SplitPlan, mixed_plan, parse_split, patient_split
+from .volume import load_ct
+
+logger = logging.getLogger(__name__)
+
+CONFIG_NAMES = ("xrays_only", "ct_projections", "mixed", "sample")
+DEFAULT_SOURCES = {
+    "xrays_only": ("covid_chestxray",),
+    "ct_projections": ("covid19_ct_seg",),
+    "mixed": ("covid_chestxray", "covid19_ct_seg"),
+    "sample": ("phantom",),
+}
+PAPER_CT_FRACTION = 5 / 6
+
+_DESCRIPTION = (
+    "CheXMix: frontal chest X-rays with COVID-19 lung-lesion annotations, mixing real chest X-rays "
+    "with X-ray-like projections of annotated chest CTs (after Ramesh, Rister & Rubin, "
+    "arXiv:2105.08147). Research use only; not for clinical use."
+)
+_CITATION = """@article{ramesh2021chexmix,
+  title   = {COVID-19 Lung Lesion Segmentation Using a Sparsely Supervised Mask R-CNN on Chest X-rays
+             Automatically Computed from Volumetric CTs},
+  author  = {Ramesh, Vignav and Rister, Blaine and Rubin, Daniel L.},
+  journal = {arXiv preprint arXiv:2105.08147},
+  year    = {2021}
+}"""
+
+
+@dataclass
+class CheXMixConfig(datasets.BuilderConfig):
+    """A CheXMix config with its split, mix and projector options.
+
+    Attributes:
+        train_test_split: "60/40", "80/20" or any ratio/fraction; patient-level.
+        seed: seeds the split and the mix (and the phantoms of ``sample``).
+        ct_fraction: share of the training CXRs replaced by CT projections (mixed, sample).
+        projector: how CTs are projected (:class:`ProjectorOptions`).
+        sources: source adapter names; None means the config's defaults.
+        sample_n_ct, sample_n_cxr: ``sample`` only: phantom CTs and CXR stand-ins to make.
+        sample_ct_shape: ``sample`` only: phantom CT shape (x, y, z) in voxels.
+        sample_cxr_size: ``sample`` only: stand-in CXR size in px.
+    """
+
+    train_test_split: str = "60/40"
+    seed: int = 0
+    ct_fraction: float = PAPER_CT_FRACTION
+    projector: ProjectorOptions = field(default_factory=ProjectorOptions)
+    sources: tuple[str, ...] | None = None
+    sample_n_ct: int = 12
+    sample_n_cxr: int = 20
+    sample_ct_shape: tuple[int, int, int] = (128, 128, 48)
+    sample_cxr_size: int = 256
+
+
+class CheXMix(datasets.GeneratorBasedBuilder):
+    """Builds CheXMix rows (see :mod:`.features`) for one config."""
+
+    VERSION = datasets.Version("0.1.0")
+    BUILDER_CONFIG_CLASS = CheXMixConfig
+    BUILDER_CONFIGS = [
+        CheXMixConfig(name="xrays_only", description="Real chest X-rays with lesion annotations."),
+        CheXMixConfig(name="ct_projections", description="Projections of annotated chest CTs."),
+        CheXMixConfig(name="mixed", description="Real CXRs with 5/6 of the training set replaced by CT projections."),
+        CheXMixConfig(name="sample", description="Offline phantom data structured like 'mixed'.",
+                      projector=ProjectorOptions(size_px=256)),
+    ]
+    DEFAULT_CONFIG_NAME = "sample"
+
+    def _info(self) -> datasets.DatasetInfo:
+        return datasets.DatasetInfo(
+            description=_DESCRIPTION,
+            features=FEATURES,
+            homepage="https://arxiv.org/abs/2105.08147",
+            citation=_CITATION,
+            license="Per row: see the `license` column (CC BY-NC-SA 4.0, CC BY 4.0, ... by source).",
+        )
+
+    def _split_generators(self, dl_manager: datasets.DownloadManager) -> list[datasets.SplitGenerator]:
+        plan = self.plan(dl_manager)
+        for note in plan.notes:
+            logger.warning(note)
+        return [
+            datasets.SplitGenerator(name=datasets.Split.TRAIN, gen_kwargs={"items": plan.train}),
+            datasets.SplitGenerator(name=datasets.Split.TEST, gen_kwargs={"items": plan.test}),
+        ]
+
+    def _generate_examples(self, items: list[CTCase | CXRCase]):
+        projector = self.config.projector
+        for item in items:
+            try:
+                row = _row_for(item, projector)
+            except ChexmixInputError as exc:
+                # Counted in `chexmix build`'s summary as planned but not produced.
+                logger.warning("skipped %s: %s", _image_id(item), exc)
+                continue
+            yield row["image_id"], row
+
+    # -- planning: pure functions of the config and the sources ---------------------------------
+
+    def scan(self, dl_manager: datasets.DownloadManager | None) -> SourceScan:
+        """All cases of the config's sources, with what had to be skipped."""
+        config = self.config
+        names = tuple(config.sources or DEFAULT_SOURCES[config.name])
+        if "phantom" in names:
+            root = Path(self._cache_dir_root) / "chexmix_sources" / "phantom"
+            scan = phantom_source.scan(root, n_ct=config.sample_n_ct, n_cxr=config.sample_n_cxr, seed=config.seed,
+                                       ct_shape=tuple(config.sample_ct_shape), cxr_size=config.sample_cxr_size)
+            names = tuple(n for n in names if n != "phantom")
+            if names:
+                other = scan_sources(list(names), _data_dir(config), dl_manager)
+                scan = SourceScan(scan.ct_cases + other.ct_cases, scan.cxr_cases + other.cxr_cases,
+                                  scan.skipped + other.skipped)
+            return scan
+        return scan_sources(list(names), _data_dir(config), dl_manager)
+
+    def plan(self, dl_manager: datasets.DownloadManager | None = None) -> SplitPlan:
+        """Which cases make train and test for this config (no image is loaded)."""
+        config = self.config
+        if config.name not in CONFIG_NAMES:
+            raise ChexmixInputError(f"unknown config {config.name!r}; choose one of {', '.join(CONFIG_NAMES)}")
+        fraction = parse_split(config.train_test_split)
+        scan = self.scan(dl_manager)
+        notes = [f"skipped {s.item}: {s.reason}" for s in scan.skipped]
+        if config.name == "ct_projections":
+            train, test = patient_split(scan.ct_cases, [c.patient_id for c in scan.ct_cases], fraction, config.seed)
+            plan = SplitPlan(train=train, test=test)
+        else:
+            cxr_train, cxr_test = patient_split(scan.cxr_cases, [c.patient_id for c in scan.cxr_cases], fraction,
+                                                config.seed)
+            if config.name == "xrays_only":
+                plan = SplitPlan(train=cxr_train, test=cxr_test)
+            else:
+                plan = mixed_plan(cxr_train, cxr_test, scan.ct_cases, config.ct_fraction, config.seed)
+        if not plan.train or not plan.test:
+            raise ChexmixInputError(
+                f"config {config.name!r} with split {config.train_test_split} leaves "
+                f"{'train' if not plan.train else 'test'} empty ({len(plan.train)} train, {len(plan.test)} test items)"
+            )
+        plan.notes = notes + plan.notes
+        plan.skipped = list(scan.skipped)
+        return plan
+
+
+def _data_dir(config: CheXMixConfig) -> Path | None:
+    if config.data_dir is None:
+        return None
+    path = Path(config.data_dir)
+    if not path.is_dir():
+        raise ChexmixInputError("data dir does not exist or is not a folder", path)
+    return path
+
+
+def _image_id(item: CTCase | CXRCase) -> str:
+    return f"ct-{item.case_id}" if isinstance(item, CTCase) else f"cxr-{item.image_id}"
+
+
+def _row_for(item: CTCase | CXRCase, projector: ProjectorOptions) -> dict:
+    if isinstance(item, CTCase):
+        ct = load_ct(item.ct_path, item.mask_path)
+        projection = project_volume(ct, dataclasses.replace(projector, lesion_types=dict(item.lesion_types)))
+        image, instances, source = projection.image, projection.instances, "ct_projection"
+    else:
+        image, instances = item.load(lambda message: logger.warning("%s: %s", item.image_id, message))
+        source = "cxr"
+    return make_row(image, instances, image_id=_image_id(item), source=source, origin=item.origin,
+                    patient_id=item.patient_id, license=item.license)
+
+
+def make_builder(config: str = "sample", data_dir: str | Path | None = None, *, split: str = "60/40",
+                 seed: int = 0, ct_fraction: float | None = None, projector: ProjectorOptions | None = None,
+                 cache_dir: str | Path | None = None, **config_options) -> CheXMix:
+    """A configured :class:`CheXMix` builder (nothing is built yet)."""
+    if config not in CONFIG_NAMES:
+        raise ChexmixInputError(f"unknown config {config!r}; choose one of {', '.join(CONFIG_NAMES)}")
+    parse_split(split)
+    options = dict(config_options, train_test_split=split, seed=seed)
+    if ct_fraction is not None:
+        options["ct_fraction"] = float(ct_fraction)
+    if projector is not None:
+        options["projector"] = projector
+    if "sources" in options and options["sources"] is not None:
+        options["sources"] = tuple(options["sources"])
+    return CheXMix(config_name=config, dataset_name="chexmix",
+                   data_dir=None if data_dir is None else str(data_dir),
+                   cache_dir=None if cache_dir is None else str(cache_dir), **options)
+
+
+def load_chexmix(config: str = "sample", data_dir: str | Path | None = None, *, num_proc: int | None = None,
+                 **options) -> datasets.DatasetDict:
+    """Build (or reuse from the cache) one CheXMix config and return its train/test DatasetDict.
+
+    Args:
+        config: "xrays_only", "ct_projections", "mixed" or "sample".
+        data_dir: local copies of the sources in their public layouts (one sub-folder per source,
+            named as the source, or the source's own layout); None downloads them (``sample``
+            needs nothing).
+        num_proc: processes for generation (sharded over cases).
+        **options: ``split`` ("60/40"), ``seed``, ``ct_fraction``, ``projector``
+            (:class:`ProjectorOptions`), ``cache_dir``, ``sources`` and the ``sample_*`` sizes.
+    """
+    builder = make_builder(config, data_dir, **options)
+    builder.download_and_prepare(num_proc=num_proc)
+    return builder.as_dataset()
