@@ -128,7 +128,7 @@ class CheXMix(datasets.GeneratorBasedBuilder):
                 row = _row_for(item, projector)
             except ChexmixInputError as exc:
                 # Counted in `chexmix build`'s summary as planned but not produced.
-                logger.warning("skipped %s: %s", _image_id(item), exc)
+                logger.warning("skipped %s: %s", image_id_for(item), exc)
                 continue
             yield row["image_id"], row
 
@@ -187,7 +187,7 @@ def _data_dir(config: CheXMixConfig) -> Path | None:
     return path
 
 
-def _image_id(item: CTCase | CXRCase) -> str:
+def image_id_for(item: CTCase | CXRCase) -> str:
     return f"ct-{item.case_id}" if isinstance(item, CTCase) else f"cxr-{item.image_id}"
 
 
@@ -199,7 +199,7 @@ def _row_for(item: CTCase | CXRCase, projector: ProjectorOptions) -> dict:
     else:
         image, instances = item.load(lambda message: logger.warning("%s: %s", item.image_id, message))
         source = "cxr"
-    return make_row(image, instances, image_id=_image_id(item), source=source, origin=item.origin,
+    return make_row(image, instances, image_id=image_id_for(item), source=source, origin=item.origin,
                     patient_id=item.patient_id, license=item.license)
 
 

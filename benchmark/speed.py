@@ -1,0 +1,45 @@
+"""Speed benchmarks, reported as ratios against a floor or a baseline measured in the same run.
+
+    python -m benchmark.speed projector   # published loop vs seed vs physics vs numpy.sum floor
+    python -m benchmark.speed build       # per-volume build vs nibabel load; num_proc 2 vs 1
+    python -m benchmark.speed train       # harness images/s vs in-memory tensors (ceiling)
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+BENCHMARKS = {
+    "projector": "benchmark.speed_projector",
+    "build": "benchmark.speed_build",
+    "train": "benchmark.speed_train",
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmark.speed", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="benchmark", required=True)
+    chosen = (argv if argv is not None else sys.argv[1:])[:1]
+    module = None
+    for name, module_name in BENCHMARKS.items():
+        sub_parser = sub.add_parser(name)
+        if chosen == [name]:
+            module = importlib.import_module(module_name)
+            module.add_arguments(sub_parser)
+    args = parser.parse_args(argv)
+    return int(module.run(args) or 0)  # type: ignore[union-attr]
+
+
+def print_table(rows: list[dict], columns: list[str]) -> None:
+    """A plain Markdown table, pasteable into notes."""
+    widths = [max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in columns]
+    print("| " + " | ".join(c.ljust(w) for c, w in zip(columns, widths)) + " |")
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for row in rows:
+        print("| " + " | ".join(str(row.get(c, "")).ljust(w) for c, w in zip(columns, widths)) + " |")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

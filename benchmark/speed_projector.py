@@ -1,0 +1,82 @@
+"""Projector speed: the published loop vs ``seed`` vs ``physics``, against one ``numpy.sum``.
+
+The floor is one ``numpy.sum`` over the same int16 volume: the memory traffic any projector
+must pay. Targets: ``seed`` >= 300x faster than the loop; ``physics`` within 3x of the floor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from chexmix_dataset.phantoms import chest_phantom
+from chexmix_dataset.projection import ProjectorOptions, project_volume, seed_slices
+from chexmix_dataset.volume import CTVolume
+
+from .speed import print_table
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--shape", type=int, nargs=3, default=(512, 512, 133), metavar=("NX", "NY", "NZ"))
+    parser.add_argument("--repeats", type=int, default=5, help="best of N for the fast paths (5)")
+    parser.add_argument("--loop-slices", type=int, default=None,
+                        help="time the published loop on this many slices and scale linearly (default: all)")
+
+
+def best_of(repeats: int, function) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def run(args: argparse.Namespace) -> int:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from published_loop import published_create_cxr  # the oracle lives with the tests
+
+    phantom = chest_phantom(0, shape=tuple(args.shape))
+    ct = CTVolume(phantom.hu, phantom.spacing_mm, phantom.affine, phantom.labels, True, "phantom")
+    floor = best_of(args.repeats, lambda: np.sum(phantom.hu))
+    seed = best_of(args.repeats, lambda: project_volume(ct, ProjectorOptions(mode="seed")))
+    physics = best_of(args.repeats, lambda: project_volume(ct, ProjectorOptions(mode="physics")))
+    no_lesions = CTVolume(phantom.hu, phantom.spacing_mm, phantom.affine, None, True, "phantom")
+    physics_image = best_of(args.repeats, lambda: project_volume(no_lesions, ProjectorOptions(mode="physics")))
+    seed_image = best_of(args.repeats, lambda: project_volume(no_lesions, ProjectorOptions(mode="seed")))
+
+    slices = seed_slices(phantom.hu, True)
+    n_loop = args.loop_slices or slices.shape[2]
+    with tempfile.TemporaryDirectory() as folder:
+        paths = []
+        for z in range(n_loop):
+            paths.append(f"{folder}/slice{z}.png")
+            Image.fromarray(np.ascontiguousarray(slices[:, :, z])).save(paths[-1])
+        start = time.perf_counter()
+        published_create_cxr(paths)
+        loop = (time.perf_counter() - start) * slices.shape[2] / n_loop
+
+    print(f"Phantom {tuple(args.shape)} int16 ({phantom.hu.nbytes / 2**20:.0f} MiB), "
+          f"{phantom.lesion_count} lesions; best of {args.repeats}.")
+    rows = [
+        {"method": "published loop (PNG slices)", "seconds": f"{loop:.3f}", "x floor": f"{loop / floor:.1f}",
+         "speed-up vs loop": "1"},
+        {"method": "seed mode (image + lesions)", "seconds": f"{seed:.4f}", "x floor": f"{seed / floor:.2f}",
+         "speed-up vs loop": f"{loop / seed:.0f}"},
+        {"method": "seed mode (image only)", "seconds": f"{seed_image:.4f}", "x floor": f"{seed_image / floor:.2f}",
+         "speed-up vs loop": f"{loop / seed_image:.0f}"},
+        {"method": "physics mode (image + lesions)", "seconds": f"{physics:.4f}", "x floor": f"{physics / floor:.2f}",
+         "speed-up vs loop": f"{loop / physics:.0f}"},
+        {"method": "physics mode (image only)", "seconds": f"{physics_image:.4f}",
+         "x floor": f"{physics_image / floor:.2f}", "speed-up vs loop": f"{loop / physics_image:.0f}"},
+        {"method": "floor: numpy.sum(volume)", "seconds": f"{floor:.4f}", "x floor": "1.00", "speed-up vs loop": ""},
+    ]
+    print_table(rows, ["method", "seconds", "x floor", "speed-up vs loop"])
+    print(f"targets: seed >= 300x the loop ({loop / seed:.0f}x); physics <= 3x the floor ({physics / floor:.2f}x)")
+    return 0

@@ -1,0 +1,46 @@
+"""Options shared by the subcommands that build a CheXMix config (build, export, show, bench)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import datasets
+
+from ..builder import CONFIG_NAMES, PAPER_CT_FRACTION, CheXMix, make_builder
+from ..projection import ProjectorOptions
+
+
+def add_dataset_arguments(parser: argparse.ArgumentParser, config_required: bool = True) -> None:
+    group = parser.add_argument_group("dataset")
+    group.add_argument("--config", choices=CONFIG_NAMES, required=config_required, default=None if config_required else "sample",
+                       help="CheXMix config")
+    group.add_argument("--data-dir", type=Path, default=None,
+                       help="local sources in their public layouts (default: download; 'sample' needs none)")
+    group.add_argument("--split", default="60/40", help="train/test ratio, patient-level: 60/40 (default), 80/20, ...")
+    group.add_argument("--seed", type=int, default=0, help="seed of the split and the mix (0)")
+    group.add_argument("--ct-fraction", type=float, default=None,
+                       help=f"share of training CXRs replaced by CT projections (mixed, sample; default {PAPER_CT_FRACTION:.4f})")
+    group.add_argument("--mode", choices=("physics", "seed"), default="physics", help="projector mode (physics)")
+    group.add_argument("--size", type=int, default=None, help="projection size in px (512; sample 256)")
+    group.add_argument("--sources", default=None, help="comma-separated source adapters (default: the config's)")
+    group.add_argument("--num-proc", type=int, default=None, help="processes for generation")
+    group.add_argument("--cache-dir", type=Path, default=None, help="datasets cache folder")
+
+
+def builder_from_args(args: argparse.Namespace, config: str | None = None, **overrides) -> CheXMix:
+    config = config or args.config
+    projector = ProjectorOptions(mode=args.mode, size_px=args.size or (256 if config == "sample" else 512))
+    options = dict(split=args.split, seed=args.seed, ct_fraction=args.ct_fraction, projector=projector,
+                   cache_dir=args.cache_dir)
+    if args.sources:
+        options["sources"] = tuple(s.strip() for s in args.sources.split(",") if s.strip())
+    options.update(overrides)
+    return make_builder(config, args.data_dir, **options)
+
+
+def load_dataset_from_args(args: argparse.Namespace, **overrides) -> datasets.DatasetDict:
+    """Build (or reuse) the config the arguments describe and return its DatasetDict."""
+    builder = builder_from_args(args, **overrides)
+    builder.download_and_prepare(num_proc=args.num_proc)
+    return builder.as_dataset()
