@@ -59,7 +59,7 @@ def test_seed_mode_equals_published_loop_on_slice_folder(tmp_path, rows, cols):
 
 
 def test_seed_mode_equals_published_loop_on_phantom_nifti(tmp_path):
-    phantom = chest_phantom(3, shape=(40, 40, 16))
+    phantom = chest_phantom(3, shape=(40, 40, 24))
     path = tmp_path / "ct.nii.gz"
     nib.save(nib.Nifti1Image(phantom.hu, phantom.affine), path)
     # The slices the published tool would have read: whole-volume min-max 8-bit, anterior at
@@ -131,7 +131,7 @@ def _reoriented_nifti(data_ras: np.ndarray, affine_ras: np.ndarray, flip: tuple[
 
 @pytest.mark.parametrize("flip, perm", [((0,), (0, 1, 2)), ((1, 2), (2, 0, 1)), ((), (1, 0, 2))])
 def test_projection_does_not_depend_on_storage_order(tmp_path, flip, perm):
-    phantom = chest_phantom(5, shape=(48, 48, 20), lesions=True)
+    phantom = chest_phantom(5, shape=(48, 48, 24), lesions=True)
     reference_ct = tmp_path / "ras.nii.gz"
     reference_mask = tmp_path / "ras_mask.nii.gz"
     nib.save(nib.Nifti1Image(phantom.hu, phantom.affine), reference_ct)
