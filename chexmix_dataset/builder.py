@@ -194,7 +194,12 @@ def image_id_for(item: CTCase | CXRCase) -> str:
 def _row_for(item: CTCase | CXRCase, projector: ProjectorOptions) -> dict:
     if isinstance(item, CTCase):
         ct = load_ct(item.ct_path, item.mask_path)
-        projection = project_volume(ct, dataclasses.replace(projector, lesion_types=dict(item.lesion_types)))
+        options = dataclasses.replace(projector, lesion_types=dict(item.lesion_types))
+        if item.stored_window_hu is not None:
+            # Stored as 0-255 grey over an HU window (Radiopaedia cases of Ma et al.): map back.
+            ct = dataclasses.replace(ct, is_hounsfield=False)
+            options = dataclasses.replace(options, slice_hu_range=tuple(item.stored_window_hu))
+        projection = project_volume(ct, options)
         image, instances, source = projection.image, projection.instances, "ct_projection"
     else:
         image, instances = item.load(lambda message: logger.warning("%s: %s", item.image_id, message))

@@ -1,0 +1,57 @@
+"""Source adapters: where CheXMix's annotated CTs and CXRs come from.
+
+Each adapter offers ``NAME``, ``HOMEPAGE``, ``CITATION``, ``LICENSE`` (default per-row licence),
+``URLS``, ``scan(root) -> SourceScan`` for a local copy in the public layout, and
+``download(dl_manager) -> SourceScan``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import datasets
+
+from ..errors import ChexmixInputError
+from . import covid19_ct_seg, covid_chestxray, folders, phantom
+from .base import CTCase, CXRCase, SkippedItem, SourceScan
+
+SOURCES: dict[str, Any] = {
+    adapter.NAME: adapter
+    for adapter in (covid19_ct_seg, covid_chestxray, folders.CT_FOLDER, folders.CXR_FOLDER, phantom)
+}
+
+__all__ = ["SOURCES", "scan_sources", "source_root", "CTCase", "CXRCase", "SkippedItem", "SourceScan"]
+
+
+def source_root(name: str, data_dir: Path) -> Path:
+    """``data_dir / name`` when that folder exists, else ``data_dir`` itself."""
+    own = Path(data_dir) / name
+    return own if own.is_dir() else Path(data_dir)
+
+
+def scan_sources(names: list[str], data_dir: Path | None, dl_manager: datasets.DownloadManager | None,
+                 options: Mapping[str, Mapping[str, Any]] | None = None) -> SourceScan:
+    """Scan (``data_dir`` given) or download (``data_dir`` None) each named source and merge them.
+
+    ``options`` maps a source name to extra keyword arguments of its ``scan`` (e.g. phantom sizes).
+    """
+    unknown = [name for name in names if name not in SOURCES]
+    if unknown:
+        raise ChexmixInputError(f"unknown source(s) {', '.join(unknown)}; choose from {', '.join(SOURCES)}")
+    if data_dir is not None and not Path(data_dir).is_dir():
+        raise ChexmixInputError("data dir does not exist or is not a folder", data_dir)
+    merged = SourceScan()
+    for name in names:
+        adapter = SOURCES[name]
+        if data_dir is not None:
+            scan = adapter.scan(source_root(name, Path(data_dir)), **dict((options or {}).get(name, {})))
+        elif dl_manager is None:
+            raise ChexmixInputError(f"source {name} needs --data-dir (no download manager to fetch it with)")
+        else:
+            scan = adapter.download(dl_manager)
+        merged.ct_cases.extend(scan.ct_cases)
+        merged.cxr_cases.extend(scan.cxr_cases)
+        merged.skipped.extend(scan.skipped)
+    return merged

@@ -23,6 +23,10 @@ class CTCase:
         ct_path: NIfTI file in HU (or slice folder).
         mask_path: lesion label NIfTI on the CT's grid, or None.
         lesion_types: label value -> lesion type name (e.g. {1: "infection"}).
+        stored_window_hu: None when the NIfTI holds Hounsfield units. Otherwise (lo, hi): the
+            voxels hold grey values 0-255 made by clipping HU to this window and scaling it
+            linearly (lo -> 0, hi -> 255), so HU = lo + value * (hi - lo) / 255. The
+            COVID-19-CT-Seg Radiopaedia cases are stored this way, with (-1250, 250).
     """
 
     case_id: str
@@ -32,6 +36,7 @@ class CTCase:
     ct_path: Path
     mask_path: Path | None
     lesion_types: dict[int, str] = field(default_factory=lambda: {1: "lesion"})
+    stored_window_hu: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,305 @@
+"""Reading 2D lesion annotations on chest X-rays: VIA polygons, COCO polygons/RLE, label masks.
+
+Coordinates are image pixels: x is the column (0 at the image's left edge), y the row (0 at the
+top edge). Polygons are rasterised with pycocotools, whose area for an axis-aligned square with
+integer corners (x0, y0)-(x1, y1) is exactly (x1 - x0) * (y1 - y0) px. Vertices outside the
+image are clipped to it, and each clipping is reported through ``warn``.
+
+VIA (VGG Image Annotator) JSON, as written by VIA 1 and 2 "export annotations (as json)" and as
+published in rvignav/CT2Xray (``xrays_only/train/via_region_data.json``):
+``{"<filename><size>": {"filename": str, "size": int, "regions": [...] | {"0": ...},
+"file_attributes": {...}}}`` where each region holds ``shape_attributes`` with ``name``
+"polygon" (``all_points_x``, ``all_points_y``) or "rect" (``x``, ``y``, ``width``, ``height``)
+and optional ``region_attributes``. ``regions`` is a list in VIA 2 and a dict keyed "0", "1",
+... in VIA 1. A VIA project file (``_via_img_metadata`` key) is accepted too. The ``size``
+field is not checked against the file: CT2Xray writes a constant 12442 for every image.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+from pycocotools import mask as mask_utils
+from scipy import ndimage
+
+from ..errors import ChexmixInputError
+from ..lesions import LesionInstance
+from .base import SkippedItem
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+# Region attribute keys read as the lesion type, in this order; CT2Xray's "type" is "unknown".
+LESION_TYPE_KEYS = ("lesion_type", "lesion", "label", "class")
+DEFAULT_LESION_TYPE = "lesion"
+
+
+@dataclass(frozen=True)
+class PolygonRegion:
+    """One annotated lesion outline in image pixels (x = column, y = row)."""
+
+    xs: tuple[float, ...]
+    ys: tuple[float, ...]
+    lesion_type: str = DEFAULT_LESION_TYPE
+
+
+@dataclass(frozen=True)
+class RLERegion:
+    """One lesion given as a COCO RLE ({"size": [h, w], "counts": list | str})."""
+
+    rle: tuple[tuple[str, object], ...]  # frozen form of the dict, so cases stay hashable
+    lesion_type: str = DEFAULT_LESION_TYPE
+
+    def as_dict(self) -> dict:
+        return dict(self.rle)
+
+
+Region = PolygonRegion | RLERegion
+
+
+# --------------------------------------------------------------------------------- images ---
+
+def read_grey_image(path: str | Path) -> np.ndarray:
+    """A (height, width) uint8 array from a PNG/JPEG/... file; 16-bit images are rescaled."""
+    path = Path(path)
+    if not path.exists():
+        raise ChexmixInputError("image file does not exist", path)
+    try:
+        with Image.open(path) as image:
+            image.load()
+            if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+                array = np.asarray(image, dtype=np.float64)
+                low, high = float(array.min()), float(array.max())
+                scale = 255.0 / (high - low) if high > low else 0.0
+                return np.rint((array - low) * scale).astype(np.uint8)
+            return np.asarray(image.convert("L"), dtype=np.uint8).copy()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise ChexmixInputError(f"cannot read image (corrupt or not an image?): {exc}", path) from None
+
+
+def image_size(path: str | Path) -> tuple[int, int]:
+    """(height, width) in px from the file header only; corrupt files raise ChexmixInputError."""
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise ChexmixInputError(f"cannot read image header (corrupt or not an image?): {exc}", path) from None
+    return height, width
+
+
+# ----------------------------------------------------------------------------- rasterising ---
+
+def rasterise_polygon(region: PolygonRegion, height: int, width: int, where: str,
+                      warn: Callable[[str], None]) -> np.ndarray | None:
+    """The (height, width) bool mask of a polygon, clipped to the image; None if nothing is left.
+
+    ``where`` names the polygon in warnings (e.g. "xray.png polygon 2").
+    """
+    xs = np.asarray(region.xs, dtype=np.float64)
+    ys = np.asarray(region.ys, dtype=np.float64)
+    if xs.size < 3:
+        warn(f"{where}: polygon has {xs.size} vertices (needs 3); dropped")
+        return None
+    outside = (xs < 0) | (xs > width) | (ys < 0) | (ys > height)
+    if outside.any():
+        warn(f"{where}: {int(outside.sum())} of {xs.size} polygon vertices lie outside the "
+             f"{width}x{height} px image; clipped to the image")
+    coords = np.stack([np.clip(xs, 0, width), np.clip(ys, 0, height)], axis=1).ravel().tolist()
+    rle = mask_utils.merge(mask_utils.frPyObjects([coords], height, width))
+    mask = mask_utils.decode(rle).astype(bool)
+    if not mask.any():
+        warn(f"{where}: polygon covers no pixel of the {width}x{height} px image; dropped")
+        return None
+    return mask
+
+
+def rasterise_rle(region: RLERegion, height: int, width: int, where: str,
+                  warn: Callable[[str], None]) -> np.ndarray | None:
+    rle = region.as_dict()
+    size = [int(v) for v in rle.get("size", [])]
+    if size != [height, width]:
+        raise ChexmixInputError(f"{where}: RLE size {size} does not match the image's [{height}, {width}] (h, w)")
+    counts = rle["counts"]
+    if isinstance(counts, (list, tuple)):  # uncompressed RLE, as COCO writes for iscrowd
+        coco_rle = mask_utils.frPyObjects({"size": size, "counts": [int(c) for c in counts]}, height, width)
+    else:
+        coco_rle = {"size": size, "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
+    mask = mask_utils.decode(coco_rle).astype(bool)
+    if not mask.any():
+        warn(f"{where}: RLE mask is empty; dropped")
+        return None
+    return mask
+
+
+def rasterise_regions(regions: Iterable[Region], height: int, width: int, image_name: str,
+                      warn: Callable[[str], None]) -> list[LesionInstance]:
+    """One LesionInstance per region that covers at least one pixel."""
+    instances = []
+    for index, region in enumerate(regions):
+        where = f"{image_name} region {index}"
+        if isinstance(region, PolygonRegion):
+            mask = rasterise_polygon(region, height, width, where, warn)
+        else:
+            mask = rasterise_rle(region, height, width, where, warn)
+        if mask is not None:
+            instances.append(LesionInstance(mask=mask, lesion_type=region.lesion_type))
+    return instances
+
+
+def load_annotated_image(image_path: str, regions: tuple[Region, ...],
+                         warn: Callable[[str], None]) -> tuple[np.ndarray, list[LesionInstance]]:
+    """``CXRCase.load`` for polygon/RLE annotations: bind with functools.partial(path, regions)."""
+    image = read_grey_image(image_path)
+    height, width = image.shape
+    return image, rasterise_regions(regions, height, width, Path(image_path).name, warn)
+
+
+def label_mask_instances(labels: np.ndarray, lesion_types: dict[int, str]) -> list[LesionInstance]:
+    """Instances from a 2D mask: each 8-connected component of each non-zero value is one lesion.
+
+    A mask holding only 0 and 255 (or 0 and 1) is binary; its lesions get type "lesion". Other
+    values are looked up in ``lesion_types`` (default ``f"label_{value}"``).
+    """
+    values = [int(v) for v in np.unique(labels) if v != 0]
+    binary = set(values) <= {1, 255}
+    instances = []
+    eight_connected = np.ones((3, 3), dtype=bool)
+    for value in values:
+        components, count = ndimage.label(labels == value, structure=eight_connected)
+        lesion_type = (lesion_types.get(value, DEFAULT_LESION_TYPE) if binary
+                       else lesion_types.get(value, f"label_{value}"))
+        instances.extend(LesionInstance(mask=components == k, lesion_type=lesion_type)
+                         for k in range(1, count + 1))
+    return instances
+
+
+def load_masked_image(image_path: str, mask_path: str, lesion_types: tuple[tuple[int, str], ...],
+                      warn: Callable[[str], None]) -> tuple[np.ndarray, list[LesionInstance]]:
+    """``CXRCase.load`` for an image with a binary or label mask PNG of the same size."""
+    image = read_grey_image(image_path)
+    try:
+        with Image.open(mask_path) as mask_image:
+            labels = np.asarray(mask_image.convert("L") if mask_image.mode not in ("L", "P", "1", "I", "I;16")
+                                else mask_image)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise ChexmixInputError(f"cannot read lesion mask: {exc}", mask_path) from None
+    if labels.shape != image.shape:
+        raise ChexmixInputError(
+            f"lesion mask is {labels.shape[1]}x{labels.shape[0]} px but its image "
+            f"{Path(image_path).name} is {image.shape[1]}x{image.shape[0]} px", mask_path)
+    return image, label_mask_instances(np.asarray(labels).astype(np.int64), dict(lesion_types))
+
+
+# ----------------------------------------------------------------------------------- VIA ---
+
+def _lesion_type(region_attributes: object) -> str:
+    if isinstance(region_attributes, dict):
+        for key in LESION_TYPE_KEYS:
+            value = region_attributes.get(key)
+            if isinstance(value, str) and value.strip():
+                return value.strip()
+    return DEFAULT_LESION_TYPE
+
+
+def _via_region(region: object, where: str) -> Region | str:
+    """A region, or the reason it cannot be used."""
+    if not isinstance(region, dict) or not isinstance(region.get("shape_attributes"), dict):
+        return "region has no shape_attributes"
+    shape = region["shape_attributes"]
+    lesion_type = _lesion_type(region.get("region_attributes"))
+    name = shape.get("name")
+    try:
+        if name == "polygon":
+            xs, ys = shape["all_points_x"], shape["all_points_y"]
+            if len(xs) != len(ys):
+                return f"polygon has {len(xs)} x but {len(ys)} y coordinates"
+            return PolygonRegion(tuple(float(v) for v in xs), tuple(float(v) for v in ys), lesion_type)
+        if name == "rect":
+            x, y, w, h = (float(shape[k]) for k in ("x", "y", "width", "height"))
+            return PolygonRegion((x, x + w, x + w, x), (y, y, y + h, y + h), lesion_type)
+    except (KeyError, TypeError, ValueError) as exc:
+        return f"malformed {name} shape ({exc.__class__.__name__}: {exc})"
+    return f"unsupported VIA shape {name!r} (only polygon and rect are read)"
+
+
+def read_via(path: Path) -> tuple[dict[str, tuple[Region, ...]], list[SkippedItem]]:
+    """VIA annotations of one JSON file: {image filename: regions}, and what could not be read."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ChexmixInputError("VIA annotation file does not exist", path) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ChexmixInputError(f"cannot read VIA annotations as JSON: {exc}", path) from None
+    if isinstance(data, dict) and isinstance(data.get("_via_img_metadata"), dict):
+        data = data["_via_img_metadata"]
+    if not isinstance(data, dict):
+        raise ChexmixInputError("not a VIA annotation file: expected a JSON object keyed by filename+size", path)
+    annotations: dict[str, tuple[Region, ...]] = {}
+    skipped: list[SkippedItem] = []
+    for key, entry in data.items():
+        if not isinstance(entry, dict) or not isinstance(entry.get("filename"), str):
+            skipped.append(SkippedItem(f"{Path(path).name}: {key}", "VIA entry has no filename"))
+            continue
+        filename = entry["filename"]
+        raw_regions = entry.get("regions") or []
+        if isinstance(raw_regions, dict):  # VIA 1 keys regions "0", "1", ...
+            raw_regions = [raw_regions[k] for k in sorted(raw_regions, key=lambda k: int(k) if str(k).isdigit() else 0)]
+        regions = []
+        for index, raw in enumerate(raw_regions):
+            region = _via_region(raw, f"{filename} region {index}")
+            if isinstance(region, str):
+                skipped.append(SkippedItem(f"{filename} region {index}", region))
+            else:
+                regions.append(region)
+        if filename in annotations:
+            skipped.append(SkippedItem(f"{Path(path).name}: {filename}",
+                                       "image annotated twice in the same file; first entry kept"))
+            continue
+        annotations[filename] = tuple(regions)
+    return annotations, skipped
+
+
+# ---------------------------------------------------------------------------------- COCO ---
+
+def read_coco(path: Path) -> tuple[dict[str, tuple[Region, ...]], list[SkippedItem]]:
+    """COCO instance annotations: {image file_name: regions}; images without annotations map to ()."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ChexmixInputError("COCO annotation file does not exist", path) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ChexmixInputError(f"cannot read COCO annotations as JSON: {exc}", path) from None
+    if not isinstance(data, dict) or not isinstance(data.get("images"), list) \
+            or not isinstance(data.get("annotations"), list):
+        raise ChexmixInputError("not a COCO annotation file: needs 'images' and 'annotations' lists", path)
+    categories = {c.get("id"): str(c.get("name", DEFAULT_LESION_TYPE)) for c in data.get("categories", [])
+                  if isinstance(c, dict)}
+    names = {im.get("id"): im.get("file_name") for im in data["images"] if isinstance(im, dict)}
+    regions: dict[str, list[Region]] = {name: [] for name in names.values() if isinstance(name, str)}
+    skipped: list[SkippedItem] = []
+    for ann in data["annotations"]:
+        name = names.get(ann.get("image_id")) if isinstance(ann, dict) else None
+        item = f"{Path(path).name}: annotation {ann.get('id') if isinstance(ann, dict) else '?'}"
+        if name is None:
+            skipped.append(SkippedItem(item, "annotation refers to an image id not in 'images'"))
+            continue
+        lesion_type = categories.get(ann.get("category_id"), DEFAULT_LESION_TYPE)
+        segmentation = ann.get("segmentation")
+        if isinstance(segmentation, list) and segmentation:
+            for polygon in segmentation:
+                if not isinstance(polygon, list) or len(polygon) < 6 or len(polygon) % 2:
+                    skipped.append(SkippedItem(item, "polygon needs an even number (>= 6) of coordinates"))
+                    continue
+                regions[name].append(PolygonRegion(tuple(float(v) for v in polygon[0::2]),
+                                                   tuple(float(v) for v in polygon[1::2]), lesion_type))
+        elif isinstance(segmentation, dict) and "counts" in segmentation and "size" in segmentation:
+            counts = segmentation["counts"]
+            frozen = (("size", tuple(int(v) for v in segmentation["size"])),
+                      ("counts", tuple(counts) if isinstance(counts, list) else counts))
+            regions[name].append(RLERegion(frozen, lesion_type))
+        else:
+            skipped.append(SkippedItem(item, "annotation has no polygon or RLE segmentation"))
+    return {name: tuple(r) for name, r in regions.items()}, skipped
