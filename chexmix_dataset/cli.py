@@ -23,8 +23,15 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+class _OneLineErrors(argparse.ArgumentParser):
+    """Usage errors as one line on stderr and exit code 2 (argparse adds a usage block)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def _parser_for(argv: list[str]) -> tuple[argparse.ArgumentParser, object | None]:
-    parser = argparse.ArgumentParser(prog="chexmix", description=__doc__.splitlines()[0])
+    parser = _OneLineErrors(prog="chexmix", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     chosen = argv[0] if argv else None
     module = None

@@ -1,0 +1,39 @@
+"""``chexmix publish``: build CheXMix configs and push them to the Hugging Face Hub as Parquet.
+
+    chexmix publish --repo-id ORG/NAME [--configs mixed,sample] [--data-dir D] [--private]
+                    [--local-dir DIR]
+
+``--local-dir DIR`` writes the same repository tree to DIR and pushes nothing; load it back
+with ``datasets.load_dataset(DIR, "mixed")``. The token comes from ``HF_TOKEN`` or the login
+cache (``hf auth login``) and is never printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from ..publish import CONFIG_NAMES, TARGET_SHARD_BYTES, publish
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--repo-id", required=True, metavar="ORG/NAME", help="Hub dataset repository")
+    parser.add_argument("--configs", default=",".join(CONFIG_NAMES),
+                        help=f"comma-separated configs to publish (default: {','.join(CONFIG_NAMES)})")
+    parser.add_argument("--data-dir", default=None, metavar="D", help="downloaded source data, as for `chexmix build`")
+    parser.add_argument("--private", action="store_true", help="create the repository as private (new repos only)")
+    parser.add_argument("--local-dir", default=None, metavar="DIR",
+                        help="write the repository tree to DIR instead of pushing (no token needed)")
+    parser.epilog = (f"Parquet shards hold about {TARGET_SHARD_BYTES // 1_000_000} MB of data each, "
+                     "small enough to stream.")
+
+
+def run(args: argparse.Namespace) -> int:
+    configs = [name.strip() for name in args.configs.split(",") if name.strip()]
+    result = publish(args.repo_id, configs, data_dir=args.data_dir, private=args.private, local_dir=args.local_dir)
+    if result.local_dir is not None:
+        print(f"wrote {len(result.files)} files to {result.local_dir}")
+    elif result.commit_url is None:
+        print(f"{args.repo_id} is already up to date; no commit made")
+    else:
+        print(f"pushed {len(result.changed)} changed file(s) in one commit: {result.commit_url}")
+    return 0

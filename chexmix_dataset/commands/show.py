@@ -1,0 +1,50 @@
+"""``chexmix show --config C --out grid.png``: a grid of one split's images with lesion outlines."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ChexmixInputError
+from ..overlay import save_grid
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from .dataset_args import add_dataset_arguments  # imports the builder: only when `show` is used
+
+    parser.add_argument("--out", type=Path, required=True, help="PNG to write (atomically)")
+    # --split is the dataset's train/test ratio (dataset options), hence --subset here.
+    parser.add_argument("--subset", default="test", help="which split to draw: test (default) or train")
+    parser.add_argument("--n", type=int, default=16, help="images to draw, spread evenly over the split (16)")
+    parser.add_argument("--cols", type=int, default=4, help="tiles per grid row (4)")
+    add_dataset_arguments(parser)
+
+
+def spread_indices(n_rows: int, n: int) -> list[int]:
+    """``n`` row indices spread evenly from the first row to the last (all rows if fewer)."""
+    if n >= n_rows:
+        return list(range(n_rows))
+    return sorted({int(i) for i in np.linspace(0, n_rows - 1, n).round()})
+
+
+def run(args: argparse.Namespace) -> int:
+    from .dataset_args import load_dataset_from_args
+
+    if args.n < 1 or args.cols < 1:
+        raise ChexmixInputError(f"--n and --cols must be at least 1 (got {args.n}, {args.cols})")
+    if args.out.suffix.lower() != ".png":
+        raise ChexmixInputError("--out must be a .png file", args.out)
+    dataset = load_dataset_from_args(args)
+    if args.subset not in dataset:
+        raise ChexmixInputError(f"no split {args.subset!r} in config {args.config!r}; "
+                                f"choose one of {', '.join(dataset)}")
+    split = dataset[args.subset]
+    if len(split) == 0:
+        raise ChexmixInputError(f"split {args.subset!r} of config {args.config!r} is empty")
+    indices = spread_indices(len(split), args.n)
+    save_grid(split.select(indices), args.out, n_cols=args.cols,
+              title=f"CheXMix {args.config} / {args.subset}: {len(indices)} of {len(split)} images")
+    print(f"{args.out}: {len(indices)} of {len(split)} {args.subset} images")
+    return 0

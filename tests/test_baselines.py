@@ -1,0 +1,114 @@
+"""The baselines: construction, training steps that learn, predictions, weight errors offline."""
+
+from __future__ import annotations
+
+import urllib.error
+
+import numpy as np
+import pytest
+import torch
+import torchvision.models._api as torchvision_weights
+from helpers import disc
+
+import segmentation_models_pytorch.encoders as smp_encoders
+from baselines import available_models, build_model
+from baselines.base import IMAGENET_MEAN, IMAGENET_STD, to_normalised_rgb
+from baselines.unet import instances_from_probability
+from benchmark.data import make_target
+from chexmix_dataset.errors import ChexmixInputError
+
+SIZE = 64
+
+
+def one_lesion_batch() -> tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:
+    lesion = disc((SIZE, SIZE), (24, 40), 7)
+    image = torch.full((1, 1, SIZE, SIZE), 0.25)
+    image[0, 0][torch.from_numpy(lesion)] = 0.8
+    return image, [make_target(torch.from_numpy(lesion)[None].to(torch.uint8))]
+
+
+def check_prediction(model, images: torch.Tensor) -> None:
+    (prediction,) = model.predict(images)
+    assert prediction.lesion_probability.shape == (SIZE, SIZE)
+    assert prediction.instance_probabilities.shape[1:] == (SIZE, SIZE)
+    assert len(prediction.scores) == len(prediction.instance_probabilities)
+    for values in (prediction.lesion_probability, prediction.instance_probabilities, prediction.scores):
+        assert torch.all((values >= 0) & (values <= 1))
+
+
+@pytest.mark.parametrize("spec, steps", [("unet", 6), ("mask_rcnn:resnet50", 4)])
+def test_training_steps_overfit_one_image_and_predict_in_range(spec: str, steps: int) -> None:
+    torch.manual_seed(0)
+    model = build_model(spec, image_size=SIZE, weights="none").train()
+    optimizer = model.make_optimizer()
+    images, targets = one_lesion_batch()
+    losses = []
+    for _ in range(steps):
+        loss = sum(model.training_losses(images, targets).values())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+    assert all(np.isfinite(losses))
+    assert losses[-1] < 0.8 * losses[0], losses
+    check_prediction(model, images)
+    assert model.training, "predict must leave the model in the mode it found it in"
+
+
+def test_mask_rcnn_resnet101_follows_image_size_and_has_two_classes() -> None:
+    model = build_model("mask_rcnn", image_size=96, weights="none")
+    assert model.architecture == "mask_rcnn:resnet101"
+    assert len(model.detector.backbone.body.layer3) == 23  # ResNet-101: 3, 4, 23, 3 blocks
+    assert model.detector.transform.min_size == (96,) and model.detector.transform.max_size == 96
+    assert model.detector.roi_heads.box_predictor.cls_score.out_features == 2
+    assert model.detector.roi_heads.mask_predictor.mask_fcn_logits.out_channels == 2
+
+
+def test_models_are_found_by_module_name() -> None:
+    assert {"mask_rcnn", "unet"} <= set(available_models())
+    assert "base" not in available_models()
+    with pytest.raises(ChexmixInputError, match="unknown model 'segformer'"):
+        build_model("segformer", image_size=SIZE, weights="none")
+    with pytest.raises(ChexmixInputError, match="unknown Mask R-CNN backbone"):
+        build_model("mask_rcnn:resnet18", image_size=SIZE, weights="none")
+
+
+def test_weight_choices_that_do_not_exist_are_refused() -> None:
+    with pytest.raises(ChexmixInputError, match="only for the ResNet-50-FPN"):
+        build_model("mask_rcnn", image_size=SIZE, weights="coco")
+    with pytest.raises(ChexmixInputError, match="coco is not available for unet"):
+        build_model("unet", image_size=SIZE, weights="coco")
+    with pytest.raises(ChexmixInputError, match="multiple of 32"):
+        build_model("unet", image_size=100, weights="none")
+
+
+def test_offline_downloads_name_the_alternatives(monkeypatch: pytest.MonkeyPatch) -> None:
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(torchvision_weights, "load_state_dict_from_url", offline)
+    monkeypatch.setattr(smp_encoders, "hf_hub_download", lambda *a, **k: (_ for _ in ()).throw(OSError("offline")))
+    for spec, weights in (("mask_rcnn:resnet50", "imagenet"), ("mask_rcnn:resnet50", "coco"), ("unet", "imagenet")):
+        with pytest.raises(ChexmixInputError, match=r"cannot download .*--weights none.*--weights PATH"):
+            build_model(spec, image_size=SIZE, weights=weights)
+
+
+def test_grayscale_is_replicated_and_imagenet_normalised() -> None:
+    images = torch.rand(2, 1, 8, 8)
+    rgb = to_normalised_rgb(images)
+    assert rgb.shape == (2, 3, 8, 8)
+    for channel in range(3):
+        expected = (images[:, 0] - IMAGENET_MEAN[channel]) / IMAGENET_STD[channel]
+        torch.testing.assert_close(rgb[:, channel], expected)
+
+
+def test_unet_instances_are_connected_components_scored_by_mean_probability() -> None:
+    probability = torch.zeros(20, 20)
+    probability[2:5, 2:6] = 0.9  # 12 px at 0.9
+    probability[10:14, 10:12] = 0.6  # 8 px, 4 of them at 0.8: mean 0.7
+    probability[10:12, 10:12] = 0.8
+    prediction = instances_from_probability(probability)
+    assert prediction.scores.tolist() == pytest.approx([0.9, 0.7])
+    areas = (prediction.instance_probabilities > 0.5).sum(dim=(1, 2)).tolist()
+    assert areas == [12, 8]
+    assert torch.equal(prediction.lesion_probability, probability)
