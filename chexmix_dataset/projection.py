@@ -45,8 +45,8 @@ from .volume import CTVolume
 
 MU_WATER_60KEV_PER_MM = 0.0206
 SEED_MIN_ROWS = 300
-# About 16 MiB of voxels per chunk keeps temporaries small against the volume itself.
-_CHUNK_VOXELS = 1 << 23
+# Chunks of about 256 k voxels: temporaries stay in the CPU cache and never near the volume's size.
+_CHUNK_VOXELS = 1 << 18
 
 
 @dataclass(frozen=True)
@@ -139,8 +139,18 @@ def line_integral_mm(voxels: np.ndarray, dy_mm: float, mu_water_per_mm: float,
     if (np.issubdtype(voxels.dtype, np.signedinteger) and voxels.dtype.itemsize <= 2
             and hu_scale == 1.0 and hu_offset == 0.0):
         # Integer HU: clip at -1000 and sum exactly in int32 (|sum| < ny * 2**15), then scale once.
+        # Chunks with nothing below -1000 (no padding) skip the clip: the sum alone is the floor.
         floor = np.asarray(-1000, dtype=voxels.dtype)
-        sums = _reduce_ap(voxels, lambda part: np.maximum(part, floor), np.int64 if ny > 65535 else np.int32)
+        buffer = [np.empty(0, dtype=voxels.dtype)]  # reused: a fresh temporary per chunk costs page faults
+
+        def clip(part: np.ndarray) -> np.ndarray:
+            if part.min() >= floor:
+                return part
+            if buffer[0].size < part.size:
+                buffer[0] = np.empty(part.size, dtype=voxels.dtype)
+            return np.maximum(part, floor, out=buffer[0][: part.size].reshape(part.shape))
+
+        sums = _reduce_ap(voxels, clip, np.int64 if ny > 65535 else np.int32)
     else:
         sums = _reduce_ap(
             voxels,
@@ -173,18 +183,39 @@ def square_pixel_shape(n_rows: int, n_cols: int, row_mm: float, col_mm: float, s
 
 # --- the two modes --------------------------------------------------------------------------
 
+def _uint8_scaling(vmin: float, vmax: float):
+    scale = 255.0 / (vmax - vmin) if vmax > vmin else 0.0
+    return lambda values: np.rint((values.astype(np.float64) - vmin) * scale).astype(np.uint8)
+
+
 def volume_to_uint8(voxels: np.ndarray) -> np.ndarray:
     """Whole-volume min-max scaling to 8 bits: ``rint((v - min) * 255 / (max - min))``."""
-    vmin, vmax = float(voxels.min()), float(voxels.max())
-    scale = 255.0 / (vmax - vmin) if vmax > vmin else 0.0
+    to_uint8 = _uint8_scaling(float(voxels.min()), float(voxels.max()))
     out = np.empty(voxels.shape, dtype=np.uint8)
     axis, step = _chunks(voxels.shape, voxels.strides)
     for start in range(0, voxels.shape[axis], step):
         index = [slice(None)] * 3
         index[axis] = slice(start, start + step)
-        part = voxels[tuple(index)]
-        out[tuple(index)] = np.rint((part.astype(np.float64) - vmin) * scale)
+        out[tuple(index)] = to_uint8(voxels[tuple(index)])
     return out
+
+
+def _seed_column_sums(voxels: np.ndarray, is_hounsfield: bool) -> np.ndarray:
+    """Square slices: sums over anterior-posterior of the 8-bit slices, an (nx, nz) int array.
+
+    For square slices the published row cutting is the plain image, so the loop's column sums
+    are sums along y. 16-bit volumes go through a 65536-entry lookup table computed with the
+    documented float64 formula (same values, one gather instead of float arithmetic).
+    """
+    if voxels.dtype == np.uint8 and not is_hounsfield:
+        return _reduce_ap(voxels, lambda part: part, np.int64)
+    to_uint8 = _uint8_scaling(float(voxels.min()), float(voxels.max()))
+    if voxels.dtype in (np.int16, np.uint16, np.uint8, np.int8):
+        codes = np.arange(2 ** (8 * voxels.dtype.itemsize), dtype=np.uint16 if voxels.dtype.itemsize == 2 else np.uint8)
+        table = to_uint8(codes.view(voxels.dtype))  # table[stored bits] = 8-bit value
+        unsigned = np.uint16 if voxels.dtype.itemsize == 2 else np.uint8
+        return _reduce_ap(voxels, lambda part: table[part.view(unsigned)], np.int64)
+    return _reduce_ap(voxels, to_uint8, np.int64)
 
 
 def seed_slices(voxels_ras: np.ndarray, is_hounsfield: bool) -> np.ndarray:
@@ -214,8 +245,13 @@ def seed_projection(slices: np.ndarray) -> np.ndarray:
     sums = per_slice.sum(axis=1, dtype=np.int64)  # (n_slices, rows)
     xray = np.zeros((n_slices, cols), dtype=np.float64)
     xray[::-1, :rows] = sums  # xray[n - 1 - z] = slice z's sums: superior at the top
+    return _seed_display(xray)
+
+
+def _seed_display(xray: np.ndarray) -> np.ndarray:
+    """Scale column sums by their maximum to uint8; stretch to 300 rows when shorter."""
     peak = xray.max()
-    image = np.rint(xray * 255.0 / peak).astype(np.uint8) if peak > 0 else xray.astype(np.uint8)
+    image = np.rint(xray * (255.0 / peak) if peak > 0 else xray).astype(np.uint8)
     if image.shape[0] < SEED_MIN_ROWS:
         image = np.asarray(Image.fromarray(image).resize((image.shape[1], SEED_MIN_ROWS), Image.BILINEAR))
     return image
@@ -246,10 +282,14 @@ def lesion_path_maps(labels: np.ndarray, dy_mm: float) -> list[tuple[int, np.nda
     """
     structure = np.ones((3, 3, 3), dtype=bool)
     maps: list[tuple[int, np.ndarray]] = []
-    if not labels.any():
+    # Work inside the lesions' bounding box: the component image is the only large temporary.
+    # The box comes from the anterior-posterior maximum (one cheap pass over the labels).
+    footprint = labels.max(axis=1)
+    if not footprint.any():
         return maps
-    # Work inside the lesions' bounding box: the label image is the only volume-sized temporary.
-    box = ndimage.find_objects((labels > 0).astype(np.uint8))[0]
+    xs, zs = np.nonzero(footprint.any(axis=1))[0], np.nonzero(footprint.any(axis=0))[0]
+    ys = np.nonzero(labels[xs[0]:xs[-1] + 1, :, zs[0]:zs[-1] + 1].max(axis=(0, 2)))[0]
+    box = (slice(xs[0], xs[-1] + 1), slice(ys[0], ys[-1] + 1), slice(zs[0], zs[-1] + 1))
     cropped = labels[box]
     for value in np.unique(cropped):
         if value == 0:
@@ -290,7 +330,10 @@ def project_volume(ct: CTVolume, options: ProjectorOptions | None = None) -> Pro
     """Project a RAS+ CT to a frontal X-ray with its lesion instances (see module docstring)."""
     options = options or ProjectorOptions()
     if options.mode == "seed":
-        image = seed_projection(seed_slices(ct.voxels, ct.is_hounsfield))
+        if ct.shape[0] == ct.shape[1]:
+            image = _seed_display(to_radiograph_layout(_seed_column_sums(ct.voxels, ct.is_hounsfield)))
+        else:
+            image = seed_projection(seed_slices(ct.voxels, ct.is_hounsfield))
         nx, _, nz = ct.shape
         row_mm = ct.spacing_mm[2] * nz / image.shape[0]
         spacing = (row_mm, ct.spacing_mm[0])
