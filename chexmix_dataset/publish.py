@@ -52,6 +52,7 @@ TARGET_SHARD_BYTES = 500_000_000
 CARD_FILENAME = "DATASET_CARD.md"
 NO_TOKEN_MESSAGE = "no Hugging Face token: set HF_TOKEN or run `hf auth login`"
 REQUIRED_CARD_FIELDS = ("license", "task_categories")
+EXPORT_NAMES = {"README.md", "data"}  # the top level of a tree written by write_hub_tree
 
 _NAME_RE = re.compile(r"^\w+(\.\w+)*$")  # what `datasets` accepts as a split name; used for configs too
 
@@ -310,8 +311,10 @@ def _same_content(local: Path, remote: RepoFile) -> bool:
 
 def _hub_failure(repo_id: str, exc: BaseException, token: str) -> str:
     status = getattr(getattr(exc, "response", None), "status_code", None) if isinstance(exc, HfHubHTTPError) else None
-    if status in (401, 403):
-        reason = f"the Hub refused the token (HTTP {status}); check HF_TOKEN or run `hf auth login`"
+    if status == 401:
+        reason = "the Hub refused the token (HTTP 401); check HF_TOKEN or run `hf auth login`"
+    elif status == 403:
+        reason = "the token may not create or write this repository (HTTP 403)"
     elif status is not None:
         reason = f"the Hub answered HTTP {status}: {_one_line(exc)}"
     else:
@@ -362,6 +365,8 @@ def publish(
     configs = check_configs(configs)
     if data_dir is not None and not Path(data_dir).is_dir():
         raise ChexmixInputError("data folder does not exist", data_dir)
+    if local_dir is not None:
+        _check_replaceable(Path(local_dir))
     card_text = read_dataset_card() if card_text is None else card_text
     parse_card(card_text)
     token = None if local_dir is not None else resolve_token()
@@ -375,6 +380,13 @@ def publish(
                               target_shard_bytes=target_shard_bytes)
         commit_url, changed = push_hub_tree(api, tree, repo_id, token=token)
         return PublishResult(_tree_files(tree), None, commit_url, changed)
+
+
+def _check_replaceable(local_dir: Path) -> None:
+    # The export replaces the folder as a whole: never let a typo wipe a folder of other files.
+    if local_dir.is_dir() and any(path.name not in EXPORT_NAMES for path in local_dir.iterdir()):
+        raise ChexmixInputError("folder holds files other than a CheXMix Hub export; choose a new or empty folder",
+                                local_dir)
 
 
 def _tree_files(tree: Path) -> list[str]:

@@ -166,20 +166,22 @@ def _read_any(path: str | os.PathLike, what: str, slice_spacing_mm: tuple[float,
 
 
 def _labels_from(mask: np.ndarray, path: str | os.PathLike) -> np.ndarray:
-    """Integer lesion labels from a mask array; 0/255 binary masks become 0/1."""
-    values = np.unique(mask)
+    """Integer lesion labels from a mask array; 0/255 binary masks become 0/1.
+
+    Only min/max reductions over the whole mask: masks are as large as their CTs.
+    """
     if np.issubdtype(mask.dtype, np.floating):
-        if np.any(values < 0) or np.any(np.abs(values - np.round(values)) > 1e-3):
+        if mask.min() < 0 or np.any(np.abs(mask - np.round(mask)) > 1e-3):
             raise ChexmixInputError("lesion mask must hold integer labels >= 0", path)
         mask = np.round(mask)
-        values = np.round(values)
-    if values.size and values.min() < 0:
+    low, high = (mask.min(), mask.max()) if mask.size else (0, 0)
+    if low < 0:
         raise ChexmixInputError("lesion mask must hold integer labels >= 0", path)
-    if values.size and values.max() > 255:
-        raise ChexmixInputError(f"lesion mask labels above 255 ({values.max():g})", path)
-    if set(values.tolist()) <= {0, 255}:
+    if high > 255:
+        raise ChexmixInputError(f"lesion mask labels above 255 ({high:g})", path)
+    if high == 255 and not np.any((mask > 0) & (mask < 255)):
         return (mask > 0).astype(np.uint8)
-    return mask.astype(np.uint8)
+    return mask if mask.dtype == np.uint8 else mask.astype(np.uint8)
 
 
 def load_ct(
@@ -216,7 +218,6 @@ def load_ct(
             )
         labels = _labels_from(mask, mask_path)
         labels, _ = to_ras(labels, mask_affine)
-        labels = np.ascontiguousarray(labels)
     voxels, affine = to_ras(ct, ct_affine)
     spacing = tuple(float(s) for s in np.sqrt((affine[:3, :3] ** 2).sum(axis=0)))
     return CTVolume(

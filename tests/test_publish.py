@@ -400,6 +400,20 @@ def test_local_dir_writes_the_tree_and_pushes_nothing(tmp_path, capsys, monkeypa
     assert str(tmp_path / "export") in out
 
 
+def test_local_dir_replaces_a_previous_export_but_not_other_folders(tmp_path, capsys, monkeypatch, offline_publish):
+    export = tmp_path / "export"
+    assert run_cli(capsys, "--configs", "mixed,sample", "--local-dir", str(export))[0] == 0
+    assert run_cli(capsys, "--configs", "sample", "--local-dir", str(export))[0] == 0
+    assert not (export / "data/mixed").exists() and (export / "data/sample").is_dir()
+
+    documents = tmp_path / "documents"
+    documents.mkdir()
+    (documents / "thesis.tex").write_text("irreplaceable")
+    code, _, err = run_cli(capsys, "--configs", "sample", "--local-dir", str(documents))
+    assert code == 2 and str(documents) in error_lines(err)[0]
+    assert [p.name for p in documents.iterdir()] == ["thesis.tex"]
+
+
 def test_push_sends_one_commit_with_every_file(tmp_path, capsys, monkeypatch, offline_publish):
     hub = FakeHub()
     monkeypatch.setattr(publish_mod, "HfApi", hub)
