@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import shutil
 import re
 import tempfile
 from dataclasses import dataclass
@@ -49,10 +50,11 @@ from .errors import ChexmixInputError
 
 DEFAULT_CONFIG = "mixed"
 TARGET_SHARD_BYTES = 500_000_000
+CARD_FIGURE = "docs/projection.png"
 CARD_FILENAME = "DATASET_CARD.md"
 NO_TOKEN_MESSAGE = "no Hugging Face token: set HF_TOKEN or run `hf auth login`"
 REQUIRED_CARD_FIELDS = ("license", "task_categories")
-EXPORT_NAMES = {"README.md", "data"}  # the top level of a tree written by write_hub_tree
+EXPORT_NAMES = frozenset({"README.md", "data", "docs"})  # the top level of a tree written by write_hub_tree
 
 _NAME_RE = re.compile(r"^\w+(\.\w+)*$")  # what `datasets` accepts as a split name; used for configs too
 
@@ -95,6 +97,7 @@ def write_hub_tree(
     *,
     default_config: str | None = None,
     target_shard_bytes: int = TARGET_SHARD_BYTES,
+    assets: Mapping[str, Path] | None = None,
 ) -> Path:
     """Write the Hub dataset repository for these configs into ``out_dir``, atomically.
 
@@ -107,6 +110,8 @@ def write_hub_tree(
             "mixed" when present, else the first config.
         target_shard_bytes: the Arrow size a shard aims at, in bytes; shards split a split's rows
             evenly, so one may exceed it by about a row.
+        assets: files the card links to, as repository path -> local file; None means the
+            card's figure (:func:`card_assets`).
 
     Returns:
         ``out_dir`` as a Path, holding README.md and ``data/{config}/{split}-*.parquet``.
@@ -139,6 +144,9 @@ def write_hub_tree(
             info.dataset_size += arrow_bytes
         readme = render_card(card_text, infos, default_config)
         (tmp / "README.md").write_text(readme, encoding="utf-8")
+        for repo_path, local in (card_assets() if assets is None else assets).items():
+            (tmp / repo_path).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(local, tmp / repo_path)
     return Path(out_dir)
 
 
@@ -168,6 +176,12 @@ def parse_card(card_text: str) -> DatasetCard:
     if missing:
         raise ChexmixInputError(f"YAML header lacks {', '.join(missing)}", CARD_FILENAME)
     return card
+
+
+def card_assets() -> dict[str, Path]:
+    """The figure DATASET_CARD.md shows, from a source checkout (where maintainers publish)."""
+    figure = Path(__file__).resolve().parents[1] / CARD_FIGURE
+    return {CARD_FIGURE: figure} if figure.is_file() else {}
 
 
 def read_dataset_card() -> str:

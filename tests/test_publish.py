@@ -122,7 +122,7 @@ def test_tree_layout_shards_cover_every_row_in_order(tmp_path):
             ids = [image_id for table in tables for image_id in table.column("image_id").to_pylist()]
             assert ids == dataset["image_id"]
             shard_files += shards
-    assert files == ["README.md", *sorted(shard_files)]
+    assert files == sorted(["README.md", "docs/projection.png", *shard_files])
 
 
 def test_images_given_as_paths_are_embedded(tmp_path):
@@ -397,6 +397,7 @@ def test_local_dir_writes_the_tree_and_pushes_nothing(tmp_path, capsys, monkeypa
     expected = publish_mod.write_hub_tree(offline_publish["built"], tmp_path / "expected", CARD)
     assert file_digests(tmp_path / "export") == file_digests(expected)
     assert offline_publish["calls"] == ["mixed", "sample"]
+    assert (tmp_path / "export" / "docs" / "projection.png").is_file()  # the card's figure travels
     assert str(tmp_path / "export") in out
 
 
