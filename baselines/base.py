@@ -1,0 +1,90 @@
+"""The small interface every lesion segmentation baseline offers the benchmark harness.
+
+A model takes a batch of grayscale chest X-rays as a float tensor (B, 1, H, W) with values in
+[0, 1] (rows run head to feet, columns the image's left to right, in px) and
+
+- ``training_losses(images, targets)`` returns a dict of scalar losses whose sum is minimised;
+- ``predict(images)`` returns one :class:`LesionPrediction` per image, at the input size (px);
+- ``make_optimizer()`` returns the optimizer with the model's own learning rate and decay.
+
+Targets follow torchvision's detection convention, one dict per image: ``masks`` (N, H, W)
+uint8 lesion instances, ``boxes`` (N, 4) float xyxy px, ``labels`` (N,) int64 (all 1, "lesion").
+
+Grayscale input is replicated to three channels and normalised with the ImageNet mean and
+standard deviation, so that ImageNet (or COCO) weights keep their pretrained first convolution.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+from torch import nn
+
+from chexmix_dataset.errors import ChexmixInputError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+WEIGHT_CHOICES = ("imagenet", "coco", "none")
+
+
+@dataclass(frozen=True)
+class LesionPrediction:
+    """Lesions predicted on one image, all at the model's input size (H, W) in px.
+
+    Attributes:
+        lesion_probability: (H, W) float in [0, 1]; the predicted lesion area is ``> 0.5``.
+        instance_probabilities: (N, H, W) float in [0, 1], one soft mask per lesion instance.
+        scores: (N,) float in [0, 1], the confidence of each instance (ranks them for COCO AP).
+    """
+
+    lesion_probability: torch.Tensor
+    instance_probabilities: torch.Tensor
+    scores: torch.Tensor
+
+
+class LesionModel(nn.Module):
+    """Base class of the baselines; see the module docstring for the contract."""
+
+    #: identifies the trained weights: a checkpoint only loads into the same architecture.
+    architecture: str = ""
+
+    def training_losses(self, images: torch.Tensor, targets: list[dict[str, torch.Tensor]]
+                        ) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def predict(self, images: torch.Tensor) -> list[LesionPrediction]:
+        raise NotImplementedError
+
+    def make_optimizer(self) -> torch.optim.Optimizer:
+        raise NotImplementedError
+
+
+def to_normalised_rgb(images: torch.Tensor) -> torch.Tensor:
+    """(B, 1, H, W) grayscale in [0, 1] -> (B, 3, H, W), ImageNet-normalised."""
+    mean = images.new_tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = images.new_tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    return (images.expand(-1, 3, -1, -1) - mean) / std
+
+
+@contextlib.contextmanager
+def downloading(what: str) -> Iterator[None]:
+    """Turn a failed pretrained-weight download into one clear line for the user."""
+    try:
+        yield
+    except OSError as exc:  # URLError, HF hub's LocalEntryNotFoundError, socket errors
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ChexmixInputError(
+            f"cannot download {what} (offline?): {detail}; use --weights none to train from "
+            "scratch, or --weights PATH with a local chexmix checkpoint"
+        ) from None
+
+
+def check_weights(weights: str, allowed: tuple[str, ...], model_name: str) -> None:
+    if weights not in allowed:
+        raise ChexmixInputError(
+            f"--weights {weights} is not available for {model_name}; choose one of {', '.join(allowed)}"
+        )

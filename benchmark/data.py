@@ -1,0 +1,115 @@
+"""CheXMix rows as model inputs: square grayscale tensors and torchvision-style lesion targets.
+
+Every image is resized to ``image_size`` x ``image_size`` px (bilinear; lesion masks by nearest
+neighbour). Chest X-rays are close to square, so the small change of aspect ratio is accepted in
+exchange for batches without padding; predictions are resized back to each image's own size
+before scoring (see :mod:`benchmark.evaluate`).
+"""
+
+from __future__ import annotations
+
+import datasets
+import numpy as np
+import torch
+from torchvision.ops import masks_to_boxes
+from torchvision.transforms import InterpolationMode
+from torchvision.transforms.v2 import functional as TF
+
+from chexmix_dataset.lesions import decode_rle
+
+from .augment import augment, sample_params
+
+Target = dict[str, torch.Tensor]
+
+
+def ground_truth_instances(row: dict) -> np.ndarray:
+    """(N, H, W) bool lesion instances of a row, at the image's own size (px)."""
+    height, width = int(row["height"]), int(row["width"])
+    masks = [decode_rle(rle) for rle in row["objects"]["segmentation"]]
+    return np.stack(masks) if masks else np.zeros((0, height, width), dtype=bool)
+
+
+def make_target(masks: torch.Tensor) -> Target:
+    """Detection target from (N, H, W) uint8 masks; masks that vanished (e.g. shifted out) drop."""
+    masks = masks[(masks.flatten(1) > 0).any(dim=1)] if len(masks) else masks
+    boxes = masks_to_boxes(masks) if len(masks) else torch.zeros((0, 4))
+    # masks_to_boxes gives the last pixel's index; +1 makes boxes span whole pixels (never empty).
+    boxes[:, 2:] += 1
+    return {"masks": masks, "boxes": boxes, "labels": torch.ones(len(masks), dtype=torch.int64)}
+
+
+class LesionDataset(torch.utils.data.Dataset):
+    """One split of a CheXMix config as ((1, S, S) float image in [0, 1], target) pairs.
+
+    Items are keyed by ``index`` or ``(epoch, index)`` (what :class:`EpochSampler` yields). With
+    ``augment`` on, the draw for a key comes from a generator seeded by (seed, epoch, index): the
+    same whatever the worker, batch order or resume point.
+    """
+
+    def __init__(self, split: datasets.Dataset, image_size: int, augment: bool = False, seed: int = 0) -> None:
+        self.split = split.select_columns(["image", "objects", "height", "width"])
+        self.image_size = image_size
+        self.augment = augment
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, Target]:
+        epoch, index = key if isinstance(key, tuple) else (0, key)
+        row = self.split[index]
+        size = [self.image_size, self.image_size]
+        image = torch.from_numpy(np.asarray(row["image"].convert("L"), dtype=np.float32) / 255.0)[None]
+        image = TF.resize(image, size, interpolation=InterpolationMode.BILINEAR, antialias=True)
+        masks = torch.from_numpy(ground_truth_instances(row).astype(np.uint8))
+        if len(masks):
+            masks = TF.resize(masks, size, interpolation=InterpolationMode.NEAREST)
+        else:
+            masks = torch.zeros((0, *size), dtype=torch.uint8)
+        if self.augment:
+            rng = np.random.default_rng([self.seed, epoch, index])
+            image, masks = augment(image, masks, sample_params(rng, self.image_size))
+        return image.contiguous(), make_target(masks)
+
+
+class EpochSampler(torch.utils.data.Sampler):
+    """Yields (epoch, index) keys, shuffled by a generator seeded with (seed, epoch).
+
+    It runs in the main process, so ``set_epoch`` reaches persistent workers too, and a resumed
+    run sees exactly the batches of an uninterrupted one.
+    """
+
+    def __init__(self, length: int, *, shuffle: bool, seed: int) -> None:
+        self.length, self.shuffle, self.seed, self.epoch = length, shuffle, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        order = torch.randperm(self.length, generator=generator).tolist() if self.shuffle else range(self.length)
+        return iter([(self.epoch, index) for index in order])
+
+
+def collate(batch: list[tuple[torch.Tensor, Target]]) -> tuple[torch.Tensor, list[Target]]:
+    images, targets = zip(*batch)
+    return torch.stack(images), list(targets)
+
+
+def make_loader(dataset: LesionDataset, batch_size: int, *, shuffle: bool, seed: int, workers: int,
+                pin_memory: bool = False) -> torch.utils.data.DataLoader:
+    """A loader over ``dataset``; call ``loader.sampler.set_epoch(e)`` before each epoch."""
+    return torch.utils.data.DataLoader(
+        dataset, batch_size=batch_size, sampler=EpochSampler(len(dataset), shuffle=shuffle, seed=seed),
+        num_workers=workers, persistent_workers=workers > 0, collate_fn=collate, pin_memory=pin_memory,
+        worker_init_fn=_seed_worker,
+    )
+
+
+def _seed_worker(worker_id: int) -> None:
+    # Augmentation draws from its own per-sample generator; this keeps anything else in a
+    # worker (numpy's global generator) reproducible too.
+    np.random.seed(torch.initial_seed() % 2**32)

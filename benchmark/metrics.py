@@ -1,0 +1,92 @@
+"""Scores of predicted lesions against the ground truth, per image and over a test split.
+
+- IoU and Dice compare the predicted lesion *area* (a (H, W) bool mask: the union of Mask R-CNN
+  instances scoring at least 0.5, or the U-Net probability above 0.5) with the union of the
+  ground-truth lesions, pixel by pixel at the image's own size.
+- Empty-ground-truth rule, the same for every model: on a test image without any ground-truth
+  lesion, IoU = Dice = 1 when nothing is predicted and 0 when any lesion pixel is predicted.
+- Mean and standard deviation are population statistics (numpy's ``std``, ddof 0), over test
+  images within a run and over seeds across runs.
+- COCO segmentation AP (IoU 0.50:0.95) and AP50 come from pycocotools on instance masks ranked by
+  score; every test image counts, so detections on lesion-free images are false positives.
+  With no ground-truth lesion in the whole split, AP is undefined and reported as None.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+
+import numpy as np
+from pycocotools import mask as mask_utils
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+
+def iou(predicted: np.ndarray, truth: np.ndarray) -> float:
+    """Intersection over union of two (H, W) bool masks (empty-ground-truth rule above)."""
+    union = np.logical_or(predicted, truth).sum()
+    if union == 0:
+        return 1.0
+    return float(np.logical_and(predicted, truth).sum() / union)
+
+
+def dice(predicted: np.ndarray, truth: np.ndarray) -> float:
+    """Dice coefficient of two (H, W) bool masks (empty-ground-truth rule above)."""
+    total = predicted.sum() + truth.sum()
+    if total == 0:
+        return 1.0
+    return float(2 * np.logical_and(predicted, truth).sum() / total)
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """(mean, population standard deviation) of ``values``; (nan, nan) when empty."""
+    if not values:
+        return float("nan"), float("nan")
+    array = np.asarray(values, dtype=np.float64)
+    return float(array.mean()), float(array.std())
+
+
+def _rle(mask: np.ndarray) -> dict:
+    return mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+
+
+def coco_segmentation_ap(truths: list[np.ndarray], predictions: list[tuple[np.ndarray, np.ndarray]]
+                         ) -> dict[str, float | None]:
+    """COCO mask AP and AP50 over a split.
+
+    Args:
+        truths: per image, (N, H, W) bool ground-truth lesion instances.
+        predictions: per image, ((M, H, W) bool predicted instances, (M,) scores in [0, 1]).
+
+    Returns:
+        {"ap": AP@[.50:.95], "ap50": AP@.50}, each None when the split has no ground-truth lesion.
+    """
+    images, annotations, detections = [], [], []
+    for image_id, (truth, (masks, scores)) in enumerate(zip(truths, predictions), start=1):
+        height, width = truth.shape[-2:]
+        images.append({"id": image_id, "height": int(height), "width": int(width)})
+        for mask in truth:
+            rle = _rle(mask)
+            annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": 1,
+                                "segmentation": rle, "area": float(mask_utils.area(rle)),
+                                "bbox": mask_utils.toBbox(rle).tolist(), "iscrowd": 0})
+        for mask, score in zip(masks, scores):
+            if mask.any():
+                detections.append({"image_id": image_id, "category_id": 1, "segmentation": _rle(mask),
+                                   "score": float(score)})
+    if not annotations:
+        return {"ap": None, "ap50": None}
+    if not detections:
+        return {"ap": 0.0, "ap50": 0.0}
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools reports on stdout
+        truth_coco = COCO()
+        truth_coco.dataset = {"images": images, "annotations": annotations,
+                              "categories": [{"id": 1, "name": "lesion"}]}
+        truth_coco.createIndex()
+        evaluation = COCOeval(truth_coco, truth_coco.loadRes(detections), iouType="segm")
+        evaluation.evaluate()
+        evaluation.accumulate()
+        evaluation.summarize()
+    ap, ap50 = (float(v) if v >= 0 else None for v in evaluation.stats[:2])  # -1: undefined
+    return {"ap": ap, "ap50": ap50}

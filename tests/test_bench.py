@@ -1,0 +1,255 @@
+"""The benchmark harness: metrics against oracles, augmentation geometry, outputs, resume, bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import datasets
+import numpy as np
+import pytest
+import torch
+from helpers import disc, tiny_dataset_dict
+from PIL import Image
+
+import benchmark.cli as bench_cli
+import benchmark.harness as harness
+from benchmark.augment import AugmentParams, augment, sample_params
+from benchmark.data import LesionDataset
+from benchmark.harness import BenchOptions, run_benchmark
+from benchmark.metrics import coco_segmentation_ap, dice, iou
+from chexmix_dataset.cli import main
+
+FAST = BenchOptions(epochs=2, image_size=64, batch_size=2, progress=False)
+
+
+def square(shape: tuple[int, int], top: int, left: int, side: int) -> np.ndarray:
+    mask = np.zeros(shape, dtype=bool)
+    mask[top:top + side, left:left + side] = True
+    return mask
+
+
+# --- metrics -------------------------------------------------------------------------------
+
+def test_iou_and_dice_of_overlapping_squares_match_hand_counts() -> None:
+    truth = square((40, 40), 0, 0, 10)  # 100 px
+    predicted = square((40, 40), 5, 0, 10)  # 100 px, 50 shared
+    assert iou(predicted, truth) == pytest.approx(50 / 150)
+    assert dice(predicted, truth) == pytest.approx(2 * 50 / 200)
+    assert iou(truth, truth) == dice(truth, truth) == 1.0
+    assert iou(square((40, 40), 20, 20, 5), truth) == 0.0
+
+
+def test_images_without_ground_truth_follow_the_documented_rule() -> None:
+    empty = np.zeros((16, 16), dtype=bool)
+    assert iou(empty, empty) == dice(empty, empty) == 1.0
+    assert iou(square((16, 16), 0, 0, 2), empty) == dice(square((16, 16), 0, 0, 2), empty) == 0.0
+
+
+def test_coco_ap_is_one_for_perfect_instances_and_counts_iou_thresholds() -> None:
+    truths = [np.stack([square((40, 40), 2, 2, 10), square((40, 40), 20, 20, 10)]), np.stack([square((40, 40), 5, 25, 10)])]
+    perfect = [(t, np.array([0.9] * len(t))) for t in truths]
+    assert coco_segmentation_ap(truths, perfect) == {"ap": pytest.approx(1.0), "ap50": pytest.approx(1.0)}
+    # Every prediction shifted 2 px sideways: IoU 80/120 = 0.67 passes thresholds .50-.65 (4 of 10).
+    shifted = [(np.roll(t, 2, axis=2), s) for t, s in perfect]
+    assert coco_segmentation_ap(truths, shifted) == {"ap": pytest.approx(0.4), "ap50": pytest.approx(1.0)}
+    no_truth = [np.zeros((0, 40, 40), dtype=bool)]
+    assert coco_segmentation_ap(no_truth, [(np.zeros((0, 40, 40), bool), np.zeros(0))]) == {"ap": None, "ap50": None}
+
+
+# --- augmentation and data -----------------------------------------------------------------
+
+def test_augmentation_moves_image_and_mask_together_as_the_affine_map_says() -> None:
+    size, centre = 65, 32.0
+    markers = [(12, 30), (50, 36)]  # (y, x): one above the centre, one below
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        drawn = sample_params(rng, size)
+        params = AugmentParams(drawn.angle_deg, drawn.scale, drawn.shift_px)  # geometry only
+        theta = math.radians(params.angle_deg)  # clockwise on screen (y down)
+        centroids_y = []
+        for y, x in markers:
+            image = torch.zeros(1, size, size)
+            image[0, y - 1:y + 2, x - 1:x + 2] = 1.0
+            moved_image, moved_mask = augment(image, (image > 0).to(torch.uint8), params)
+            dx, dy = x - centre, y - centre
+            expected_x = centre + params.scale * (math.cos(theta) * dx - math.sin(theta) * dy) + params.shift_px[0]
+            expected_y = centre + params.scale * (math.sin(theta) * dx + math.cos(theta) * dy) + params.shift_px[1]
+            mask_y, mask_x = np.argwhere(moved_mask[0].numpy()).mean(axis=0)
+            weights = moved_image[0].numpy()
+            image_y, image_x = (np.indices(weights.shape) * weights).sum(axis=(1, 2)) / weights.sum()
+            assert (mask_x, mask_y) == (pytest.approx(expected_x, abs=1.0), pytest.approx(expected_y, abs=1.0))
+            assert (image_x, image_y) == (pytest.approx(mask_x, abs=0.75), pytest.approx(mask_y, abs=0.75))
+            centroids_y.append(mask_y)
+        assert centroids_y[0] < centroids_y[1]  # never a vertical flip
+
+
+def test_intensity_augmentation_leaves_masks_alone_and_stays_in_range() -> None:
+    image = torch.linspace(0, 1, 64 * 64).reshape(1, 64, 64)
+    masks = torch.from_numpy(disc((64, 64), (20, 20), 6))[None].to(torch.uint8)
+    out_image, out_masks = augment(image, masks, AugmentParams(brightness=1.2, contrast=0.8))
+    assert torch.equal(out_masks, masks)
+    mean = image.mean()
+    torch.testing.assert_close(out_image, (((image - mean) * 0.8 + mean) * 1.2).clamp(0, 1))
+
+
+def test_dataset_targets_match_the_rows_and_augmentation_is_reproducible() -> None:
+    split = tiny_dataset_dict(n_train=2, n_test=1, size=64)["train"]
+    plain = LesionDataset(split, image_size=32)
+    image, target = plain[1]
+    row = split[1]
+    expected = np.asarray(row["image"].resize((32, 32), Image.BILINEAR), dtype=np.float32) / 255
+    assert image.shape == (1, 32, 32)
+    assert np.abs(image[0].numpy() - expected).max() < 0.05
+    assert len(target["masks"]) == len(row["objects"]["id"]) == len(target["boxes"])
+    for mask, box in zip(target["masks"], target["boxes"]):
+        ys, xs = np.nonzero(mask.numpy())
+        assert box.tolist() == [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
+    augmented = LesionDataset(split, image_size=32, augment=True, seed=3)
+    again = LesionDataset(split, image_size=32, augment=True, seed=3)
+    assert torch.equal(augmented[(4, 1)][0], again[(4, 1)][0])
+    assert not torch.equal(augmented[(4, 1)][0], augmented[(5, 1)][0])
+
+
+# --- harness outputs -----------------------------------------------------------------------
+
+def test_results_files_figures_and_numbers_agree(tmp_path) -> None:
+    results = run_benchmark(tiny_dataset_dict(), ["unet"], FAST, tmp_path, training_dataset="Tiny discs",
+                            config="tiny", split="60/40", augment=True)
+    on_disk = json.loads((tmp_path / "results.json").read_text())
+    assert on_disk == json.loads(json.dumps(results))
+    (run,) = on_disk["runs"]
+    assert {k: run[k] for k in ("config", "split", "seed", "model", "epochs", "augment")} == {
+        "config": "tiny", "split": "60/40", "seed": 0, "model": "unet", "epochs": 2, "augment": True}
+    assert torch.__version__.startswith(on_disk["versions"]["torch"])
+    assert {"torchvision", "segmentation-models-pytorch", "pycocotools", "python"} <= set(on_disk["versions"])
+    assert len(run["train_loss"]) == 2 and len(run["per_image"]) == 4
+    assert run["iou_mean"] == pytest.approx(np.mean([p["iou"] for p in run["per_image"]]))
+    assert run["dice_std"] == pytest.approx(np.std([p["dice"] for p in run["per_image"]]))
+    table = (tmp_path / "results.md").read_text()
+    assert "| Training dataset | Split | Aug | Model | IoU ± std | Dice | AP50 |" in table
+    assert f"| Tiny discs | 60/40 | y | unet | {run['iou_mean']:.3f} ± {run['iou_std']:.3f} |" in table
+    assert "no lesion is predicted" in table  # the empty-ground-truth rule is stated
+    for name in ("overlays_tiny-discs-tiny-60-40-aug.png", "loss_curves.png", "iou_by_config.png"):
+        with Image.open(tmp_path / "figures" / name) as figure:
+            assert figure.format == "PNG" and figure.width > 200
+    assert not list(tmp_path.rglob("*.partial"))
+
+
+def test_a_run_killed_mid_epoch_resumes_from_its_last_checkpoint_and_matches(tmp_path, monkeypatch) -> None:
+    data = tiny_dataset_dict()
+    straight = run_benchmark(data, ["unet"], FAST, tmp_path / "straight")
+
+    real_epoch = harness.train_one_epoch
+    epochs_started = []
+
+    def killed_after_one_step_of_epoch_two(model, optimizer, scaler, loader, device, **kwargs):
+        epochs_started.append(1)
+        if len(epochs_started) < 2:
+            return real_epoch(model, optimizer, scaler, loader, device, **kwargs)
+
+        def dying_loader():
+            for step, batch in enumerate(loader):
+                if step == 1:
+                    raise KeyboardInterrupt  # as if killed, after one optimizer step of epoch 2
+                yield batch
+        return real_epoch(model, optimizer, scaler, dying_loader(), device, **kwargs)
+
+    monkeypatch.setattr(harness, "train_one_epoch", killed_after_one_step_of_epoch_two)
+    with pytest.raises(KeyboardInterrupt):
+        run_benchmark(data, ["unet"], FAST, tmp_path / "killed")
+    run_dir = tmp_path / "killed" / "runs" / "custom-custom-aug" / "unet" / "seed0"
+    assert [p.name for p in run_dir.glob("*.pt")] == ["checkpoint_epoch_001.pt"]
+    assert not (tmp_path / "killed" / "results.json").exists()
+
+    epochs_started.clear()
+    monkeypatch.setattr(harness, "train_one_epoch",
+                        lambda *a, **k: epochs_started.append(1) or real_epoch(*a, **k))
+    resumed = run_benchmark(data, ["unet"], BenchOptions(**{**FAST.__dict__, "weights": "last"}), tmp_path / "killed")
+    assert len(epochs_started) == 1  # only epoch 2 was trained again
+    (a,), (b,) = straight["runs"], resumed["runs"]
+    assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-5)
+    assert [p["iou"] for p in b["per_image"]] == pytest.approx([p["iou"] for p in a["per_image"]], abs=1e-6)
+    assert [p.name for p in run_dir.glob("*.pt")] == ["checkpoint_epoch_002.pt"]
+
+
+# --- command line: bad input ---------------------------------------------------------------
+
+@pytest.fixture
+def tiny_configs(monkeypatch):
+    """The CLI with a stand-in for the builder: every config is the tiny disc dataset."""
+    loaded = []
+
+    def load_config(config, data_dir, split, **options):
+        loaded.append((config, split, options))
+        return tiny_dataset_dict()
+
+    monkeypatch.setattr(bench_cli, "load_config", load_config)
+    return loaded
+
+
+def bench(tmp_path, *extra: str) -> int:
+    return main(["bench", "--image-size", "64", "--epochs", "1", "--out", str(tmp_path / "out"), *extra])
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--config", "xrays_mixed"], "unknown --config 'xrays_mixed'"),
+    (["--config", "sample", "--models", "unet,deeplab"], "unknown model 'deeplab'"),
+    (["--config", "sample", "--split", "100/0"], "--split '100/0' must be"),
+    (["--config", "sample", "--weights", "last"], "--weights last found no earlier run"),
+    (["--config", "sample", "--models", "mask_rcnn", "--weights", "coco"], "only for the ResNet-50-FPN"),
+    (["--config", "sample", "--weights", "missing.pt"], "checkpoint file does not exist"),
+])
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, tiny_configs, arguments, message) -> None:
+    assert bench(tmp_path, *arguments) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_split_leaving_test_empty_is_refused(tmp_path, capsys, monkeypatch) -> None:
+    data = tiny_dataset_dict()
+    empty = datasets.DatasetDict({"train": data["train"], "test": data["test"].select([])})
+    monkeypatch.setattr(bench_cli, "load_config", lambda *a, **k: empty)
+    assert bench(tmp_path, "--config", "mixed", "--split", "90/10") == 2
+    assert "leaves the test split empty" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_checkpoint_of_another_architecture_is_refused(tmp_path, capsys, tiny_configs) -> None:
+    run_benchmark(tiny_dataset_dict(), ["unet"], BenchOptions(epochs=1, image_size=64, progress=False), tmp_path / "first")
+    (checkpoint,) = (tmp_path / "first" / "runs").rglob("checkpoint_epoch_001.pt")
+    assert bench(tmp_path, "--config", "sample", "--models", "mask_rcnn:resnet50", "--weights", str(checkpoint)) == 2
+    err = capsys.readouterr().err
+    assert f"{checkpoint}: checkpoint holds a unet:resnet18 model, not mask_rcnn:resnet50" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_paper_grid_on_the_sample_uses_its_xrays_only_counterpart(tmp_path, tiny_configs, monkeypatch) -> None:
+    ran = []
+    monkeypatch.setattr(harness, "run_grid", lambda cells, models, options, out: ran.extend(cells) or {"runs": []})
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "results.md").write_text("stand-in\n")
+    assert bench(tmp_path, "--paper", "--config", "sample") == 0
+    grid = [(c.training_dataset, c.split, c.augment) for c in ran]
+    assert grid == [("X-rays only", "60/40", True), ("Mixed", "60/40", True), ("X-rays only", "80/20", True),
+                    ("Mixed", "80/20", True), ("X-rays only", "80/20", False), ("Mixed", "80/20", False)]
+    assert ("sample", "80/20", {"ct_fraction": 0}) in tiny_configs and ("sample", "80/20", {}) in tiny_configs
+
+
+# --- end to end ----------------------------------------------------------------------------
+
+def test_chexmix_bench_on_the_sample_config_end_to_end(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf-cache"))
+    out = tmp_path / "out"
+    assert main(["bench", "--config", "sample", "--image-size", "128", "--epochs", "1", "--models", "unet",
+                 "--device", "cpu", "--out", str(out)]) == 0
+    assert "| sample | 60/40 | y | unet |" in capsys.readouterr().out
+    from chexmix_dataset.builder import load_chexmix
+
+    sample = load_chexmix("sample", split="60/40", seed=0)
+    (run,) = json.loads((out / "results.json").read_text())["runs"]
+    assert [p["image_id"] for p in run["per_image"]] == sample["test"]["image_id"]
+    assert run["train_images"] == len(sample["train"]) and run["device"] == "cpu"
+    assert all(0.0 <= p["iou"] <= 1.0 and 0.0 <= p["dice"] <= 1.0 for p in run["per_image"])
+    assert (out / "figures" / "overlays_sample-60-40-aug.png").is_file()
