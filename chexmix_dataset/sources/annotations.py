@@ -225,14 +225,18 @@ def _via_region(region: object, where: str) -> Region | str:
     return f"unsupported VIA shape {name!r} (only polygon and rect are read)"
 
 
+def _read_json(path: Path, what: str) -> object:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ChexmixInputError(f"{what} annotation file does not exist", path) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ChexmixInputError(f"cannot read {what} annotations as JSON: {exc}", path) from None
+
+
 def read_via(path: Path) -> tuple[dict[str, tuple[Region, ...]], list[SkippedItem]]:
     """VIA annotations of one JSON file: {image filename: regions}, and what could not be read."""
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ChexmixInputError("VIA annotation file does not exist", path) from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ChexmixInputError(f"cannot read VIA annotations as JSON: {exc}", path) from None
+    data = _read_json(path, "VIA")
     if isinstance(data, dict) and isinstance(data.get("_via_img_metadata"), dict):
         data = data["_via_img_metadata"]
     if not isinstance(data, dict):
@@ -266,12 +270,7 @@ def read_via(path: Path) -> tuple[dict[str, tuple[Region, ...]], list[SkippedIte
 
 def read_coco(path: Path) -> tuple[dict[str, tuple[Region, ...]], list[SkippedItem]]:
     """COCO instance annotations: {image file_name: regions}; images without annotations map to ()."""
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ChexmixInputError("COCO annotation file does not exist", path) from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ChexmixInputError(f"cannot read COCO annotations as JSON: {exc}", path) from None
+    data = _read_json(path, "COCO")
     if not isinstance(data, dict) or not isinstance(data.get("images"), list) \
             or not isinstance(data.get("annotations"), list):
         raise ChexmixInputError("not a COCO annotation file: needs 'images' and 'annotations' lists", path)
