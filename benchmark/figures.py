@@ -83,7 +83,8 @@ def draw_loss_curves(handle: IO[bytes], runs: list[dict]) -> None:
         ax.set_yscale("log")  # Mask R-CNN sums five losses: its scale differs from the U-Net's
         ax.grid(alpha=0.3)
     axes[0, 0].set_ylabel("mean training loss")
-    axes[0, 0].legend(fontsize=8)
+    several_seeds = any(run["seed"] > 0 for run in runs)
+    axes[0, 0].legend(fontsize=8, title="faded: seeds > 0" if several_seeds else None, title_fontsize=7)
     fig.tight_layout()
     fig.savefig(handle, format="png", dpi=110)
     plt.close(fig)
@@ -101,7 +102,7 @@ def draw_iou_bars(handle: IO[bytes], summary: list[dict]) -> None:
         means = [rows[label]["iou_mean"] if label in rows else np.nan for label in labels]
         stds = [rows[label]["iou_std_images"] if label in rows else np.nan for label in labels]
         bars = ax.bar(x, means, width, yerr=stds, capsize=3, label=model, color=plt.cm.tab10(k))
-        ax.bar_label(bars, fmt="%.2f", fontsize=7, padding=2)
+        ax.bar_label(bars, fmt="%.2f", fontsize=7, label_type="center", color="white")  # clear of error bars
     ax.set_xticks(np.arange(len(labels)), labels, fontsize=8)
     ax.set_ylim(0, 1.1)
     ax.set_ylabel("IoU (mean ± std over test images)")

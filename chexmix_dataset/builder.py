@@ -83,7 +83,7 @@ class CheXMixConfig(datasets.BuilderConfig):
     ct_fraction: float = PAPER_CT_FRACTION
     projector: ProjectorOptions = field(default_factory=ProjectorOptions)
     sources: tuple[str, ...] | None = None
-    sample_n_ct: int = 12
+    sample_n_ct: int = 16
     sample_n_cxr: int = 20
     sample_ct_shape: tuple[int, int, int] = (128, 128, 48)
     sample_cxr_size: int = 256

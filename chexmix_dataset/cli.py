@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"chexmix {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"chexmix {args.command}: interrupted; no partial output was kept", file=sys.stderr)
+        print(f"chexmix {args.command}: interrupted", file=sys.stderr)
         return 130
 
 
