@@ -26,7 +26,8 @@ from .speed import print_table
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--n", type=int, default=8, help="phantom CT volumes (8)")
+    parser.add_argument("--n", type=int, default=16,
+                        help="phantom CT volumes (16: each split shards evenly over 2 processes)")
     parser.add_argument("--shape", type=int, nargs=3, default=(512, 512, 133), metavar=("NX", "NY", "NZ"))
     parser.add_argument("--size", type=int, default=512, help="projection size in px (512)")
 
