@@ -262,7 +262,6 @@ def _anatomy(body: _Body, grid: _Grid, rng: np.random.Generator) -> tuple[np.nda
     # Mediastinum, heart and great vessels: soft tissue the lungs wrap around.
     heart_centre = (-25.0 + body.heart_shift, yc + 0.3 * body.cavity_b, body.dome_left + 50.0)
     heart_axes = (62.0, 0.6 * body.cavity_b, 62.0)
-    heart = _ellipsoid_q(grid, heart_centre, heart_axes) < 1.0
     spine_front = body.spine_y + 17.0
     mediastinum_half_width = np.interp(z, [0.0, 170.0, 230.0, 400.0], [30.0, 30.0, 22.0, 20.0]).astype(np.float32)
     mediastinum = np.where(y > spine_front, np.abs(x + 4.0) < mediastinum_half_width, np.abs(x) < 24.0)
