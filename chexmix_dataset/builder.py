@@ -48,6 +48,7 @@ DEFAULT_SOURCES = {
     "sample": ("phantom",),
 }
 PAPER_CT_FRACTION = 5 / 6
+_BASE_CONFIG_FIELDS = {f.name for f in dataclasses.fields(datasets.BuilderConfig)}
 
 _DESCRIPTION = (
     "CheXMix: frontal chest X-rays with COVID-19 lung-lesion annotations, mixing real chest X-rays "
@@ -114,6 +115,8 @@ class CheXMix(datasets.GeneratorBasedBuilder):
 
     def _split_generators(self, dl_manager: datasets.DownloadManager) -> list[datasets.SplitGenerator]:
         plan = self.plan(dl_manager)
+        for skipped in plan.skipped:
+            logger.warning("skipped %s: %s", skipped.item, skipped.reason)
         for note in plan.notes:
             logger.warning(note)
         return [
@@ -157,7 +160,6 @@ class CheXMix(datasets.GeneratorBasedBuilder):
             raise ChexmixInputError(f"unknown config {config.name!r}; choose one of {', '.join(CONFIG_NAMES)}")
         fraction = parse_split(config.train_test_split)
         scan = self.scan(dl_manager)
-        notes = [f"skipped {s.item}: {s.reason}" for s in scan.skipped]
         if config.name == "ct_projections":
             train, test = patient_split(scan.ct_cases, [c.patient_id for c in scan.ct_cases], fraction, config.seed)
             plan = SplitPlan(train=train, test=test)
@@ -173,7 +175,6 @@ class CheXMix(datasets.GeneratorBasedBuilder):
                 f"config {config.name!r} with split {config.train_test_split} leaves "
                 f"{'train' if not plan.train else 'test'} empty ({len(plan.train)} train, {len(plan.test)} test items)"
             )
-        plan.notes = notes + plan.notes
         plan.skipped = list(scan.skipped)
         return plan
 
@@ -215,7 +216,12 @@ def make_builder(config: str = "sample", data_dir: str | Path | None = None, *, 
     if config not in CONFIG_NAMES:
         raise ChexmixInputError(f"unknown config {config!r}; choose one of {', '.join(CONFIG_NAMES)}")
     parse_split(split)
-    options = dict(config_options, train_test_split=split, seed=seed)
+    # Pass every option explicitly: datasets names the cache after the options it is given, so
+    # a changed default (or projector setting) can never reuse rows built under the old one.
+    defaults = next(c for c in CheXMix.BUILDER_CONFIGS if c.name == config)
+    options = {f.name: getattr(defaults, f.name) for f in dataclasses.fields(CheXMixConfig)
+               if f.name not in _BASE_CONFIG_FIELDS}
+    options.update(config_options, train_test_split=split, seed=seed)
     if ct_fraction is not None:
         options["ct_fraction"] = float(ct_fraction)
     if projector is not None:

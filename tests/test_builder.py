@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from pathlib import Path
 
@@ -188,3 +189,15 @@ def test_bad_config_and_empty_split_are_one_line_errors(tmp_path, capsys):
     assert main(argv) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if line and "CT phantoms" not in line]
     assert len(err) == 1 and "empty" in err[0] and "Traceback" not in err[0]
+
+
+def test_every_option_and_default_names_the_cache(tmp_path, monkeypatch):
+    same = make_builder("sample", cache_dir=tmp_path).cache_dir
+    assert make_builder("sample", cache_dir=tmp_path).cache_dir == same
+    assert make_builder("sample", cache_dir=tmp_path, projector=ProjectorOptions(size_px=300)).cache_dir != same
+    # A release that changes a default must not reuse rows built under the old default.
+    changed = [dataclasses.replace(c, sample_n_ct=c.sample_n_ct + 1) for c in builder_module.CheXMix.BUILDER_CONFIGS]
+    monkeypatch.setattr(builder_module.CheXMix, "BUILDER_CONFIGS", changed)
+    monkeypatch.setattr(builder_module.CheXMix, "builder_configs",
+                        {c.name: c for c in changed}, raising=False)
+    assert make_builder("sample", cache_dir=tmp_path).cache_dir != same

@@ -19,9 +19,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def summarise(dataset: datasets.DatasetDict, plan: SplitPlan) -> str:
     """Images, lesions, patients and sources per split; skipped items and why."""
     lines = []
+    skipped = [f"skipped {item.item}: {item.reason}" for item in plan.skipped]
     planned = {"train": plan.train, "test": plan.test}
     for split, rows in dataset.items():
-        columns = rows.select_columns(["image_id", "source", "origin", "patient_id", "objects"])
+        columns = rows.select_columns(["image_id", "origin", "patient_id", "objects"])
         lesions = sum(len(objects["id"]) for objects in columns["objects"])
         origins = Counter(columns["origin"])
         lines.append(
@@ -29,16 +30,11 @@ def summarise(dataset: datasets.DatasetDict, plan: SplitPlan) -> str:
             + ", ".join(f"{origin} {count}" for origin, count in sorted(origins.items()))
         )
         produced = set(columns["image_id"])
-        missing = [item for item in planned.get(split, []) if image_id_for(item) not in produced]
-        for item in missing:
-            lines.append(f"       skipped {image_id_for(item)}: could not be loaded (see the warning above)")
-    for skipped in plan.skipped:
-        lines.append(f"skipped {skipped.item}: {skipped.reason}")
-    for note in plan.notes:
-        if not note.startswith("skipped "):
-            lines.append(f"note: {note}")
-    total_skipped = sum(1 for line in lines if "skipped " in line)
-    lines.append(f"skipped items: {total_skipped}")
+        skipped += [f"skipped {image_id_for(item)}: could not be loaded (see the warning above)"
+                    for item in planned.get(split, []) if image_id_for(item) not in produced]
+    lines += skipped
+    lines += [f"note: {note}" for note in plan.notes]
+    lines.append(f"skipped items: {len(skipped)}")
     return "\n".join(lines)
 
 
