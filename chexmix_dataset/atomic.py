@@ -13,7 +13,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Collection, Iterator
 
 from .errors import ChexmixInputError
 
@@ -29,16 +29,34 @@ def _writable_parent(path: Path) -> Path:
     return parent
 
 
+def check_replaceable(path: str | os.PathLike, replaces: Collection[str] = ()) -> Path:
+    """Refuse to replace an existing ``path`` unless it holds only names in ``replaces``.
+
+    Outputs replace their folder as a whole, so a folder holding anything but a previous output
+    of the same kind (a mistyped ``--out``, a home folder) is never wiped.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ChexmixInputError("output path exists and is not a folder", path)
+    if path.is_dir():
+        foreign = sorted(p.name for p in path.iterdir() if p.name not in replaces)
+        if foreign:
+            raise ChexmixInputError(
+                f"output folder holds other files ({', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}); "
+                "choose a new or empty folder", path)
+    return path
+
+
 @contextlib.contextmanager
-def atomic_dir(path: str | os.PathLike, overwrite: bool = True) -> Iterator[Path]:
+def atomic_dir(path: str | os.PathLike, replaces: Collection[str] = ()) -> Iterator[Path]:
     """Yield a temporary folder that replaces ``path`` only if the block completes.
 
-    On any exception the temporary folder is removed and ``path`` is left as it was.
+    An existing ``path`` is replaced only when it holds nothing but names in ``replaces`` (see
+    :func:`check_replaceable`). On any exception the temporary folder is removed and ``path`` is
+    left as it was.
     """
-    final = Path(path)
+    final = check_replaceable(path, replaces)
     parent = _writable_parent(final)
-    if final.exists() and not final.is_dir():
-        raise ChexmixInputError("output path exists and is not a folder", final)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=parent))
     try:
         yield tmp
@@ -46,9 +64,6 @@ def atomic_dir(path: str | os.PathLike, overwrite: bool = True) -> Iterator[Path
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     if final.exists():
-        if not overwrite:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise ChexmixInputError("output folder already exists", final)
         # Move the old folder aside first so that a crash between the two renames loses nothing.
         old = final.with_name(f".{final.name}.old-{os.getpid()}")
         os.replace(final, old)

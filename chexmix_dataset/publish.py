@@ -44,7 +44,7 @@ from huggingface_hub.utils.sha import git_hash, sha_fileobj
 from tqdm.auto import tqdm
 
 from . import __version__
-from .atomic import atomic_dir
+from .atomic import atomic_dir, check_replaceable
 from .builder import CONFIG_NAMES, load_chexmix
 from .errors import ChexmixInputError
 
@@ -125,7 +125,7 @@ def write_hub_tree(
     plan = [(config, split, dataset, shard_count(dataset, target_shard_bytes))
             for config, dataset_dict in datasets_by_config.items() for split, dataset in dataset_dict.items()]
     infos: dict[str, datasets.DatasetInfo] = {}
-    with atomic_dir(out_dir) as tmp, _datasets_progress_bars_off(), \
+    with atomic_dir(out_dir, replaces=EXPORT_NAMES) as tmp, _datasets_progress_bars_off(), \
             tqdm(total=sum(count for *_, count in plan), unit="shard", desc="writing parquet shards") as bar:
         for config, split, dataset, count in plan:
             info = infos.setdefault(config, datasets.DatasetInfo(
@@ -380,7 +380,7 @@ def publish(
     if data_dir is not None and not Path(data_dir).is_dir():
         raise ChexmixInputError("data folder does not exist", data_dir)
     if local_dir is not None:
-        _check_replaceable(Path(local_dir))
+        check_replaceable(local_dir, EXPORT_NAMES)  # before the slow build
     card_text = read_dataset_card() if card_text is None else card_text
     parse_card(card_text)
     token = None if local_dir is not None else resolve_token()
@@ -394,13 +394,6 @@ def publish(
                               target_shard_bytes=target_shard_bytes)
         commit_url, changed = push_hub_tree(api, tree, repo_id, token=token)
         return PublishResult(_tree_files(tree), None, commit_url, changed)
-
-
-def _check_replaceable(local_dir: Path) -> None:
-    # The export replaces the folder as a whole: never let a typo wipe a folder of other files.
-    if local_dir.is_dir() and any(path.name not in EXPORT_NAMES for path in local_dir.iterdir()):
-        raise ChexmixInputError("folder holds files other than a CheXMix Hub export; choose a new or empty folder",
-                                local_dir)
 
 
 def _tree_files(tree: Path) -> list[str]:

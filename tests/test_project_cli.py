@@ -173,11 +173,24 @@ def test_unwritable_output_folder(tmp_path, phantom_files, capsys):
 def test_existing_output_is_replaced_whole_only_on_success(tmp_path, phantom_files, capsys):
     ct, mask, _ = phantom_files
     out = tmp_path / "out"
-    out.mkdir()
-    (out / "keep.txt").write_text("previous run")
+    assert main(["project", str(ct), str(mask), "--out", str(out), "--size", "64"]) == 0
+    previous = (out / "xray.png").read_bytes()
     bad_mask = tmp_path / "bad.nii.gz"
     nib.save(nib.Nifti1Image(np.zeros((3, 3, 3), np.uint8), np.eye(4)), bad_mask)
     assert main(["project", str(ct), str(bad_mask), "--out", str(out)]) == 2
-    assert (out / "keep.txt").read_text() == "previous run"
-    assert main(["project", str(ct), str(mask), "--out", str(out)]) == 0
-    assert not (out / "keep.txt").exists() and (out / "xray.png").exists()
+    assert (out / "xray.png").read_bytes() == previous
+    assert main(["project", str(ct), str(mask), "--out", str(out), "--size", "96"]) == 0
+    assert (out / "xray.png").read_bytes() != previous
+    assert sorted(p.name for p in out.iterdir()) == ["instances.json", "mask.png", "overlay.png", "xray.png"]
+
+
+def test_a_folder_of_other_files_is_never_replaced(tmp_path, phantom_files, capsys):
+    ct, mask, _ = phantom_files
+    out = tmp_path / "home"
+    out.mkdir()
+    (out / "thesis.tex").write_text("irreplaceable")
+    assert main(["project", str(ct), str(mask), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "thesis.tex" in err and str(out) in err
+    assert [p.name for p in out.iterdir()] == ["thesis.tex"]
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []

@@ -154,7 +154,7 @@ def test_same_content_gives_byte_identical_trees(tmp_path):
 def test_failed_write_leaves_previous_folder_untouched(tmp_path, monkeypatch):
     out = tmp_path / "repo"
     out.mkdir()
-    (out / "keep.txt").write_text("previous export")
+    (out / "README.md").write_text("previous export")
     real = publish_mod._with_embedded_files
     seen = []
 
@@ -168,7 +168,7 @@ def test_failed_write_leaves_previous_folder_untouched(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         publish_mod.write_hub_tree(configs_for_tests(), out, CARD)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["repo"]
-    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+    assert [p.name for p in out.iterdir()] == ["README.md"]
 
 
 def _layout_with(problem: str) -> dict[str, datasets.DatasetDict]:

@@ -7,17 +7,20 @@ from pathlib import Path
 
 from PIL import Image
 
-from ..atomic import atomic_dir, write_json
+from ..atomic import atomic_dir, check_replaceable, write_json
 from ..lesions import coco_object, union_mask
 from ..overlay import draw_overlay
 from ..projection import ProjectorOptions, project_volume
 from ..volume import load_ct
 
 
+OUTPUT_NAMES = ("xray.png", "mask.png", "overlay.png", "instances.json")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("ct", type=Path, help="CT: NIfTI file in HU, or a folder of axial slice images")
     parser.add_argument("mask", type=Path, nargs="?", help="lesion label mask on the CT's grid (NIfTI or slice folder)")
-    parser.add_argument("--out", type=Path, required=True, help="output folder (replaced atomically)")
+    parser.add_argument("--out", type=Path, required=True, help="output folder; a previous output there is replaced whole, a folder of other files is refused")
     parser.add_argument("--mode", choices=("physics", "seed"), default="physics",
                         help="physics (Beer-Lambert, default) or seed (the published algorithm)")
     parser.add_argument("--size", type=int, default=512, help="physics mode: longer image side in px (512)")
@@ -30,12 +33,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_replaceable(args.out, OUTPUT_NAMES)  # before the work: fail fast on a folder of other files
     options = ProjectorOptions(mode=args.mode, size_px=args.size, min_lesion_mm=args.min_lesion_mm,
                                min_area_mm2=args.min_area_mm2)
     ct = load_ct(args.ct, args.mask, slice_spacing_mm=tuple(args.slice_spacing))
     projection = project_volume(ct, options)
     height, width = projection.image.shape
-    with atomic_dir(args.out) as tmp:
+    with atomic_dir(args.out, replaces=OUTPUT_NAMES) as tmp:
         Image.fromarray(projection.image).save(tmp / "xray.png")
         Image.fromarray(union_mask(projection.instances, (height, width))).save(tmp / "mask.png")
         Image.fromarray(draw_overlay(projection.image, projection.instances)).save(tmp / "overlay.png")

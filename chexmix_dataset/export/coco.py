@@ -76,7 +76,7 @@ def export_coco(dataset: datasets.DatasetDict, out_dir: str | os.PathLike, *, ov
         ChexmixInputError: ``out_dir`` exists and not ``overwrite``, or a row is inconsistent.
     """
     out_dir = check_out_dir(out_dir, overwrite)
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir, replaces=("images", "annotations")) as tmp:
         for split in dataset:
             coco = coco_split(dataset, split, tmp / "images" / split)
             write_json(tmp / "annotations" / f"instances_{split}.json", coco)

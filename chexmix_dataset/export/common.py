@@ -14,7 +14,10 @@ from ..errors import ChexmixInputError
 
 
 def check_out_dir(out_dir: str | os.PathLike, overwrite: bool) -> Path:
-    """Refuse an existing ``out_dir`` unless ``overwrite``: the export replaces it entirely."""
+    """Refuse an existing ``out_dir`` unless ``overwrite``: the export replaces it entirely.
+
+    Even with ``overwrite``, only a previous export is replaced (:func:`..atomic.atomic_dir`).
+    """
     out_dir = Path(out_dir)
     if out_dir.exists() and not overwrite:
         raise ChexmixInputError("output folder already exists (pass overwrite=True / --overwrite to replace it)",

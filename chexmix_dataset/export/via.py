@@ -126,7 +126,7 @@ def export_via(dataset: datasets.DatasetDict, out_dir: str | os.PathLike, *, ove
         clashing = [other for other, other_subset in subsets.items() if other_subset == subset and other != split]
         if clashing:
             raise ChexmixInputError(f"splits {split!r} and {clashing[0]!r} would both be written to {subset}/")
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir, replaces=set(subsets.values()) | set(SUBSET_OF_SPLIT.values())) as tmp:
         for split, subset in subsets.items():
             write_json(tmp / subset / "via_region_data.json", via_subset(dataset, split, tmp / subset))
     return {split: out_dir / subset / "via_region_data.json" for split, subset in subsets.items()}
