@@ -140,18 +140,18 @@ class CheXMix(datasets.GeneratorBasedBuilder):
     def scan(self, dl_manager: datasets.DownloadManager | None) -> SourceScan:
         """All cases of the config's sources, with what had to be skipped."""
         config = self.config
-        names = tuple(config.sources or DEFAULT_SOURCES[config.name])
+        names = [name for name in config.sources or DEFAULT_SOURCES[config.name]]
+        scan = SourceScan()
         if "phantom" in names:
+            # Phantoms read no data_dir: they are generated once into the builder's cache.
+            names.remove("phantom")
             root = Path(self._cache_dir_root) / "chexmix_sources" / "phantom"
-            scan = phantom_source.scan(root, n_ct=config.sample_n_ct, n_cxr=config.sample_n_cxr, seed=config.seed,
-                                       ct_shape=tuple(config.sample_ct_shape), cxr_size=config.sample_cxr_size)
-            names = tuple(n for n in names if n != "phantom")
-            if names:
-                other = scan_sources(list(names), _data_dir(config), dl_manager)
-                scan = SourceScan(scan.ct_cases + other.ct_cases, scan.cxr_cases + other.cxr_cases,
-                                  scan.skipped + other.skipped)
-            return scan
-        return scan_sources(list(names), _data_dir(config), dl_manager)
+            scan.add(phantom_source.scan(root, n_ct=config.sample_n_ct, n_cxr=config.sample_n_cxr, seed=config.seed,
+                                         ct_shape=tuple(config.sample_ct_shape), cxr_size=config.sample_cxr_size))
+        if names:
+            data_dir = None if config.data_dir is None else Path(config.data_dir)
+            scan.add(scan_sources(names, data_dir, dl_manager))
+        return scan
 
     def plan(self, dl_manager: datasets.DownloadManager | None = None) -> SplitPlan:
         """Which cases make train and test for this config (no image is loaded)."""
@@ -177,15 +177,6 @@ class CheXMix(datasets.GeneratorBasedBuilder):
             )
         plan.skipped = list(scan.skipped)
         return plan
-
-
-def _data_dir(config: CheXMixConfig) -> Path | None:
-    if config.data_dir is None:
-        return None
-    path = Path(config.data_dir)
-    if not path.is_dir():
-        raise ChexmixInputError("data dir does not exist or is not a folder", path)
-    return path
 
 
 def image_id_for(item: CTCase | CXRCase) -> str:

@@ -33,7 +33,7 @@ instances smaller than ``min_area_mm2`` on the image are dropped.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Iterator, Literal
 
 import numpy as np
 from PIL import Image
@@ -103,28 +103,32 @@ class Projection:
 
 # --- summing along anterior-posterior, chunk by chunk ----------------------------------------
 
-def _chunks(shape: tuple[int, ...], strides: tuple[int, ...]) -> tuple[int, int]:
-    """(axis, step): cut along the axis with the largest stride so each chunk is contiguous."""
-    axis = int(np.argmax(np.abs(strides)))
-    per_index = int(np.prod(shape)) // max(shape[axis], 1)
-    return axis, max(1, _CHUNK_VOXELS // max(per_index, 1))
+def _chunks(volume: np.ndarray) -> Iterator[tuple[int, int, tuple[slice, slice, slice]]]:
+    """(axis, start, index) of cache-sized chunks cut along the axis with the largest stride.
+
+    Cutting along the slowest axis keeps each chunk one contiguous block of memory.
+    """
+    axis = int(np.argmax(np.abs(volume.strides)))
+    per_index = volume.size // max(volume.shape[axis], 1)
+    step = max(1, _CHUNK_VOXELS // max(per_index, 1))
+    for start in range(0, volume.shape[axis], step):
+        index = [slice(None)] * 3
+        index[axis] = slice(start, start + step)
+        yield axis, start, tuple(index)  # type: ignore[misc]
 
 
 def _reduce_ap(volume: np.ndarray, transform, out_dtype) -> np.ndarray:
     """``sum_y transform(volume[x, y, z])`` as an (nx, nz) array, never copying the whole volume."""
-    nx, ny, nz = volume.shape
-    axis, step = _chunks(volume.shape, volume.strides)
+    nx, _, nz = volume.shape
     out = np.zeros((nx, nz), dtype=out_dtype)
-    for start in range(0, volume.shape[axis], step):
-        index = [slice(None)] * 3
-        index[axis] = slice(start, start + step)
-        part = transform(volume[tuple(index)]).sum(axis=1, dtype=out_dtype)
+    for axis, start, index in _chunks(volume):
+        part = transform(volume[index]).sum(axis=1, dtype=out_dtype)
         if axis == 1:
             out += part
         elif axis == 0:
-            out[start:start + step] = part
+            out[start:start + part.shape[0]] = part
         else:
-            out[:, start:start + step] = part
+            out[:, start:start + part.shape[1]] = part
     return out
 
 
@@ -192,11 +196,8 @@ def volume_to_uint8(voxels: np.ndarray) -> np.ndarray:
     """Whole-volume min-max scaling to 8 bits: ``rint((v - min) * 255 / (max - min))``."""
     to_uint8 = _uint8_scaling(float(voxels.min()), float(voxels.max()))
     out = np.empty(voxels.shape, dtype=np.uint8)
-    axis, step = _chunks(voxels.shape, voxels.strides)
-    for start in range(0, voxels.shape[axis], step):
-        index = [slice(None)] * 3
-        index[axis] = slice(start, start + step)
-        out[tuple(index)] = to_uint8(voxels[tuple(index)])
+    for _, _, index in _chunks(voxels):
+        out[index] = to_uint8(voxels[index])
     return out
 
 

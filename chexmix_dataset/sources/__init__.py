@@ -51,7 +51,5 @@ def scan_sources(names: list[str], data_dir: Path | None, dl_manager: datasets.D
             raise ChexmixInputError(f"source {name} needs --data-dir (no download manager to fetch it with)")
         else:
             scan = adapter.download(dl_manager)
-        merged.ct_cases.extend(scan.ct_cases)
-        merged.cxr_cases.extend(scan.cxr_cases)
-        merged.skipped.extend(scan.skipped)
+        merged.add(scan)
     return merged

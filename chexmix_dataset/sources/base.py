@@ -71,3 +71,10 @@ class SourceScan:
     ct_cases: list[CTCase] = field(default_factory=list)
     cxr_cases: list[CXRCase] = field(default_factory=list)
     skipped: list[SkippedItem] = field(default_factory=list)
+
+    def add(self, other: "SourceScan") -> "SourceScan":
+        """Append another scan's cases and skipped items (merging sources); returns self."""
+        self.ct_cases.extend(other.ct_cases)
+        self.cxr_cases.extend(other.cxr_cases)
+        self.skipped.extend(other.skipped)
+        return self
