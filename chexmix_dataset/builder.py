@@ -200,16 +200,21 @@ def _row_for(item: CTCase | CXRCase, projector: ProjectorOptions) -> dict:
                     patient_id=item.patient_id, license=item.license)
 
 
+def default_config(name: str) -> CheXMixConfig:
+    """The named config with its default options."""
+    if name not in CONFIG_NAMES:
+        raise ChexmixInputError(f"unknown config {name!r}; choose one of {', '.join(CONFIG_NAMES)}")
+    return next(c for c in CheXMix.BUILDER_CONFIGS if c.name == name)
+
+
 def make_builder(config: str = "sample", data_dir: str | Path | None = None, *, split: str = "60/40",
                  seed: int = 0, ct_fraction: float | None = None, projector: ProjectorOptions | None = None,
                  cache_dir: str | Path | None = None, **config_options) -> CheXMix:
     """A configured :class:`CheXMix` builder (nothing is built yet)."""
-    if config not in CONFIG_NAMES:
-        raise ChexmixInputError(f"unknown config {config!r}; choose one of {', '.join(CONFIG_NAMES)}")
     parse_split(split)
     # Pass every option explicitly: datasets names the cache after the options it is given, so
     # a changed default (or projector setting) can never reuse rows built under the old one.
-    defaults = next(c for c in CheXMix.BUILDER_CONFIGS if c.name == config)
+    defaults = default_config(config)
     options = {f.name: getattr(defaults, f.name) for f in dataclasses.fields(CheXMixConfig)
                if f.name not in _BASE_CONFIG_FIELDS}
     options.update(config_options, train_test_split=split, seed=seed)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 import datasets
 
-from ..builder import CONFIG_NAMES, PAPER_CT_FRACTION, CheXMix, make_builder
-from ..projection import ProjectorOptions
+from ..builder import CONFIG_NAMES, PAPER_CT_FRACTION, CheXMix, default_config, make_builder
 
 
 def add_dataset_arguments(parser: argparse.ArgumentParser, config_required: bool = True) -> None:
@@ -21,26 +21,26 @@ def add_dataset_arguments(parser: argparse.ArgumentParser, config_required: bool
     group.add_argument("--seed", type=int, default=0, help="seed of the split and the mix (0)")
     group.add_argument("--ct-fraction", type=float, default=None,
                        help=f"share of training CXRs replaced by CT projections (mixed, sample; default {PAPER_CT_FRACTION:.4f})")
-    group.add_argument("--mode", choices=("physics", "seed"), default="physics", help="projector mode (physics)")
-    group.add_argument("--size", type=int, default=None, help="projection size in px (512; sample 256)")
+    group.add_argument("--mode", choices=("physics", "seed"), default=None, help="projector mode (physics)")
+    group.add_argument("--size", type=int, default=None, help="projection size in px (the config's: 512; sample 256)")
     group.add_argument("--sources", default=None, help="comma-separated source adapters (default: the config's)")
     group.add_argument("--num-proc", type=int, default=None, help="processes for generation")
     group.add_argument("--cache-dir", type=Path, default=None, help="datasets cache folder")
 
 
-def builder_from_args(args: argparse.Namespace, config: str | None = None, **overrides) -> CheXMix:
-    config = config or args.config
-    projector = ProjectorOptions(mode=args.mode, size_px=args.size or (256 if config == "sample" else 512))
+def builder_from_args(args: argparse.Namespace) -> CheXMix:
+    """The configured builder the arguments describe (nothing is built yet)."""
+    changed = {key: value for key, value in (("mode", args.mode), ("size_px", args.size)) if value is not None}
+    projector = dataclasses.replace(default_config(args.config).projector, **changed)
     options = dict(split=args.split, seed=args.seed, ct_fraction=args.ct_fraction, projector=projector,
                    cache_dir=args.cache_dir)
     if args.sources:
         options["sources"] = tuple(s.strip() for s in args.sources.split(",") if s.strip())
-    options.update(overrides)
-    return make_builder(config, args.data_dir, **options)
+    return make_builder(args.config, args.data_dir, **options)
 
 
-def load_dataset_from_args(args: argparse.Namespace, **overrides) -> datasets.DatasetDict:
+def load_dataset_from_args(args: argparse.Namespace) -> datasets.DatasetDict:
     """Build (or reuse) the config the arguments describe and return its DatasetDict."""
-    builder = builder_from_args(args, **overrides)
+    builder = builder_from_args(args)
     builder.download_and_prepare(num_proc=args.num_proc)
     return builder.as_dataset()
