@@ -38,6 +38,14 @@ def check_replaceable(path: str | os.PathLike, replaces: Collection[str] = ()) -
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise ChexmixInputError("output path exists and is not a folder", path)
+    # Fail before any work when the folder could never be created: find the nearest existing
+    # ancestor and check that it is a writable folder (nothing is created here).
+    ancestor = path.absolute().parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir() or not os.access(ancestor, os.W_OK):
+        raise ChexmixInputError("cannot create the output folder: "
+                                f"{ancestor} is {'not a folder' if not ancestor.is_dir() else 'not writable'}", path)
     if path.is_dir():
         foreign = sorted(p.name for p in path.iterdir() if p.name not in replaces)
         if foreign:

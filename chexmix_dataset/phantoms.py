@@ -472,6 +472,17 @@ def _check_shape(shape: tuple[int, int, int]) -> tuple[int, int, int]:
     return shape
 
 
+def _rng(seed: int) -> np.random.Generator:
+    if seed < 0:
+        raise ChexmixInputError(f"seed must be a non-negative integer, got {seed}")
+    return np.random.default_rng(seed)
+
+
+def standin_patient_id(seed: int) -> str:
+    """The patient id of :func:`cxr_standin` ``(seed)``, without drawing the image."""
+    return f"standin-{seed:04d}"
+
+
 def chest_phantom(seed: int, shape: tuple[int, int, int] = DEFAULT_SHAPE, lesions: bool | None = None) -> ChestPhantom:
     """A deterministic synthetic chest CT (HU, RAS+) with COVID-19-like lesion labels.
 
@@ -483,7 +494,7 @@ def chest_phantom(seed: int, shape: tuple[int, int, int] = DEFAULT_SHAPE, lesion
             True gives at least one.
     """
     shape = _check_shape(shape)
-    rng = np.random.default_rng(seed)
+    rng = _rng(seed)
     grid = _Grid(shape)
     body = _random_body(rng)
     hu, lung = _anatomy(body, grid, rng)
@@ -544,17 +555,11 @@ def write_phantoms(out_dir: str | os.PathLike, n: int, seed: int, shape: tuple[i
     names = [f"phantom_{i:04d}.nii.gz" for i in range(n)]
 
     def write_into(folder: Path) -> None:
-        for sub in ("ct", "mask"):
-            try:
-                (folder / sub).mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise ChexmixInputError(f"cannot create output folder ({exc.strerror})", folder / sub) from None
+        # write_phantom_nifti writes each file atomically and creates (and checks) its folder.
         for i, name in enumerate(tqdm(names, desc="phantoms", unit="ct")):
             write_phantom_nifti(chest_phantom(seed + i, shape), folder / "ct" / name, folder / "mask" / name)
 
     if out_dir.is_dir():
-        if not os.access(out_dir, os.W_OK):
-            raise ChexmixInputError("output folder is not writable", out_dir)
         write_into(out_dir)
     else:
         with atomic_dir(out_dir) as tmp:
@@ -605,7 +610,7 @@ def cxr_standin(seed: int, size: int = 512) -> CXRStandin:
     """
     if size < 64:
         raise ChexmixInputError(f"stand-in size must be at least 64 px, got {size}")
-    rng = np.random.default_rng(seed)
+    rng = _rng(seed)
     mm_per_px = 430.0 / size
     scale = rng.uniform(0.85, 1.05)
     shift = rng.uniform(-15.0, 15.0, 2)
@@ -621,7 +626,7 @@ def cxr_standin(seed: int, size: int = 512) -> CXRStandin:
     tissue = 190.0 * np.sqrt(np.clip(1.0 - (u / half_width) ** 2, 0.0, 1.0))  # soft tissue path, mm
 
     # Lung fields: apex caps, lateral rib margins, diaphragm domes (right dome higher).
-    dome_right, dome_left = rng.uniform(75.0, 100.0), 0.0
+    dome_right = rng.uniform(75.0, 100.0)
     dome_left = dome_right + rng.uniform(10.0, 22.0)
     dome = np.where(u < 0, dome_right - 0.009 * (u + 70.0) ** 2, dome_left - 0.009 * (u - 70.0) ** 2)
     apex = -150.0 + 0.012 * (np.abs(u) - 70.0) ** 2
@@ -733,4 +738,4 @@ def cxr_standin(seed: int, size: int = 512) -> CXRStandin:
             instance.mask[collimated] = False
     image = np.clip(display * 255.0, 0, 255).astype(np.uint8)
     instances = [instance for instance in instances if instance.mask.any()]
-    return CXRStandin(image=image, instances=instances, patient_id=f"standin-{seed:04d}")
+    return CXRStandin(image=image, instances=instances, patient_id=standin_patient_id(seed))

@@ -293,9 +293,11 @@ def push_hub_tree(api: HfApi, tree_dir: str | os.PathLike, repo_id: str, *, toke
     with _hub_errors(repo_id, token):
         remote = {entry.path: entry for entry in api.list_repo_tree(repo_id, repo_type="dataset", recursive=True)
                   if isinstance(entry, RepoFile)}
-        operations = plan_operations(tree_dir, remote)
-        if not operations:
-            return None, []
+    # Hashing local files is no Hub call: a local disk error must not read as a network failure.
+    operations = plan_operations(tree_dir, remote)
+    if not operations:
+        return None, []
+    with _hub_errors(repo_id, token):
         commit = api.create_commit(
             repo_id,
             operations,

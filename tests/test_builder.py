@@ -201,3 +201,9 @@ def test_every_option_and_default_names_the_cache(tmp_path, monkeypatch):
     monkeypatch.setattr(builder_module.CheXMix, "builder_configs",
                         {c.name: c for c in changed}, raising=False)
     assert make_builder("sample", cache_dir=tmp_path).cache_dir != same
+
+
+def test_negative_seed_is_a_one_line_error(tmp_path, capsys):
+    assert main(["build", "--config", "sample", "--seed", "-1", "--cache-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "seed" in err[0] and "Traceback" not in err[0]

@@ -352,3 +352,20 @@ def test_export_cli_end_to_end_on_the_offline_sample_config(tmp_path):
             assert mask.sum() == ann["area"] > 0
             assert ann["lesion_type"] in {"ground_glass", "consolidation"}
     assert sources == {"cxr", "ct_projection"}
+
+
+def test_export_refuses_a_bad_out_before_building(tmp_path, capsys, monkeypatch):
+    from chexmix_dataset.cli import main
+    from chexmix_dataset.commands import dataset_args
+
+    def must_not_build(args):
+        raise AssertionError("the dataset was built before --out was checked")
+
+    monkeypatch.setattr(dataset_args, "load_dataset_from_args", must_not_build)
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep")
+    assert main(["export", "coco", "--config", "sample", "--out", str(out), "--overwrite"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "notes.txt" in err[0]
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]

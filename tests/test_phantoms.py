@@ -211,3 +211,15 @@ def test_cxr_standin_radiological_layout():
     assert mediastinum > lung_right_patient + 20 and abdomen > lung_right_patient + 20
     heart_band = mean[150:180]
     assert heart_band[:, 150:175].mean() > heart_band[:, 81:106].mean()
+
+
+def test_negative_seed_and_impossible_output_fail_before_work(tmp_path, capsys):
+    from chexmix_dataset.cli import main as cli_main
+
+    assert cli_main(["phantom", "--out", str(tmp_path / "p"), "--seed", "-1"]) == 2
+    assert "seed" in capsys.readouterr().err and not (tmp_path / "p").exists()
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    assert cli_main(["phantom", "--out", str(blocker / "sub" / "p")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not a folder" in err[0]

@@ -379,3 +379,28 @@ def test_scan_sources_downloads_without_data_dir(tmp_path, monkeypatch):
     dl_manager = offline_dl_manager(tmp_path, monkeypatch)
     with pytest.raises(ChexmixInputError, match="download of the covid19_ct_seg source failed"):
         scan_sources(["covid19_ct_seg"], None, dl_manager)
+
+
+def test_coco_reader_keeps_chexmix_lesion_types(tmp_path):
+    import json
+
+    from chexmix_dataset.sources.annotations import read_coco
+
+    path = tmp_path / "instances_train.json"
+    path.write_text(json.dumps({
+        "images": [{"id": 1, "file_name": "a.png", "width": 20, "height": 20}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "lesion_type": "consolidation",
+                         "segmentation": [[2, 2, 10, 2, 10, 10, 2, 10]]}],
+        "categories": [{"id": 1, "name": "lesion"}],
+    }))
+    regions, skipped = read_coco(path)
+    assert skipped == [] and [r.lesion_type for r in regions["a.png"]] == ["consolidation"]
+
+
+def test_damaged_phantom_cache_is_rebuilt(tmp_path):
+    from chexmix_dataset.sources import phantom
+
+    first = phantom.scan(tmp_path, n_ct=2, n_cxr=0, ct_shape=(32, 32, 24))
+    first.ct_cases[1].mask_path.unlink()
+    again = phantom.scan(tmp_path, n_ct=2, n_cxr=0, ct_shape=(32, 32, 24))
+    assert all(case.mask_path.exists() for case in again.ct_cases)

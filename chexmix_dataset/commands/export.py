@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..export import EXPORTERS
+from ..atomic import check_replaceable
+from ..export import EXPORTERS, TOP_LEVEL
+from ..export.common import check_out_dir
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,6 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from .dataset_args import load_dataset_from_args
 
+    # Refuse a bad --out before building, which may mean downloads and hours of projecting.
+    check_replaceable(check_out_dir(args.out, args.overwrite), TOP_LEVEL[args.format])
     dataset = load_dataset_from_args(args)
     paths = EXPORTERS[args.format](dataset, args.out, overwrite=args.overwrite)
     for split, path in paths.items():

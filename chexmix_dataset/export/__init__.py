@@ -1,8 +1,10 @@
 """Exporters from a CheXMix DatasetDict to the on-disk layouts that training code reads."""
 
+from . import coco, via
 from .coco import export_coco
 from .via import export_via, mask_to_polygons
 
 EXPORTERS = {"coco": export_coco, "via": export_via}
+TOP_LEVEL = {"coco": coco.TOP_LEVEL, "via": via.TOP_LEVEL}
 
 __all__ = ["EXPORTERS", "export_coco", "export_via", "mask_to_polygons"]

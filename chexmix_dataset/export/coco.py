@@ -27,6 +27,9 @@ from .common import check_out_dir, grey_png, image_file_name, iter_rows
 CATEGORIES = [{"id": index + 1, "name": name, "supercategory": "lung"} for index, name in enumerate(CATEGORY_NAMES)]
 
 
+#: what an export holds at its top level: an existing folder holding only these is replaced.
+TOP_LEVEL = ("images", "annotations")
+
 def coco_split(dataset: datasets.DatasetDict, split: str, image_dir: Path) -> dict:
     """Write one split's PNGs into ``image_dir`` and return its COCO annotation dict."""
     image_dir.mkdir(parents=True, exist_ok=True)
@@ -76,7 +79,7 @@ def export_coco(dataset: datasets.DatasetDict, out_dir: str | os.PathLike, *, ov
         ChexmixInputError: ``out_dir`` exists and not ``overwrite``, or a row is inconsistent.
     """
     out_dir = check_out_dir(out_dir, overwrite)
-    with atomic_dir(out_dir, replaces=("images", "annotations")) as tmp:
+    with atomic_dir(out_dir, replaces=TOP_LEVEL) as tmp:
         for split in dataset:
             coco = coco_split(dataset, split, tmp / "images" / split)
             write_json(tmp / "annotations" / f"instances_{split}.json", coco)

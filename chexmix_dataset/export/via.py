@@ -41,6 +41,7 @@ from ..lesions import decode_rle
 from .common import check_out_dir, grey_png, image_file_name, iter_rows
 
 SUBSET_OF_SPLIT = {"train": "train", "test": "val"}
+TOP_LEVEL = tuple(SUBSET_OF_SPLIT.values())
 
 
 def _drop_collinear(ring: np.ndarray) -> np.ndarray:
@@ -126,7 +127,7 @@ def export_via(dataset: datasets.DatasetDict, out_dir: str | os.PathLike, *, ove
         clashing = [other for other, other_subset in subsets.items() if other_subset == subset and other != split]
         if clashing:
             raise ChexmixInputError(f"splits {split!r} and {clashing[0]!r} would both be written to {subset}/")
-    with atomic_dir(out_dir, replaces=set(subsets.values()) | set(SUBSET_OF_SPLIT.values())) as tmp:
+    with atomic_dir(out_dir, replaces=set(subsets.values()) | set(TOP_LEVEL)) as tmp:
         for split, subset in subsets.items():
             write_json(tmp / subset / "via_region_data.json", via_subset(dataset, split, tmp / subset))
     return {split: out_dir / subset / "via_region_data.json" for split, subset in subsets.items()}

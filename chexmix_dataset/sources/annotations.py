@@ -285,7 +285,8 @@ def read_coco(path: Path) -> tuple[dict[str, tuple[Region, ...]], list[SkippedIt
         if name is None:
             skipped.append(SkippedItem(item, "annotation refers to an image id not in 'images'"))
             continue
-        lesion_type = categories.get(ann.get("category_id"), DEFAULT_LESION_TYPE)
+        # CheXMix's own COCO export keeps the lesion type per annotation; others have categories.
+        lesion_type = ann.get("lesion_type") or categories.get(ann.get("category_id"), DEFAULT_LESION_TYPE)
         segmentation = ann.get("segmentation")
         if isinstance(segmentation, list) and segmentation:
             for polygon in segmentation:

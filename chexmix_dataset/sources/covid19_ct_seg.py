@@ -146,8 +146,11 @@ def _pairs_by_name(ct_paths: list[Path], mask_dir: Path, mask_suffixes: tuple[st
 
 
 def _pairs_from_kaggle_metadata(root: Path, metadata: Path) -> list[tuple[str, Path, Path]]:
-    with metadata.open(newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))
+    try:
+        with metadata.open(newline="", encoding="utf-8-sig") as handle:
+            rows = list(csv.DictReader(handle))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise ChexmixInputError(f"cannot read metadata.csv: {exc}", metadata) from None
     if not rows or not {"ct_scan", "infection_mask"} <= set(rows[0]):
         raise ChexmixInputError("metadata.csv needs columns ct_scan and infection_mask (Kaggle covid19-ct-scans)",
                                 metadata)

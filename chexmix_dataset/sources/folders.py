@@ -69,7 +69,7 @@ def read_patients(root: Path) -> dict[str, dict[str, str]]:
             reader = csv.DictReader(handle)
             if "name" not in (reader.fieldnames or []) or "patient_id" not in (reader.fieldnames or []):
                 raise ChexmixInputError("patients.csv needs columns name,patient_id (and optionally license)", path)
-            return {row["name"].strip(): {k: (v or "").strip() for k, v in row.items() if k} for row in reader}
+            return {(row["name"] or "").strip(): {k: (v or "").strip() for k, v in row.items() if k} for row in reader}
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise ChexmixInputError(f"cannot read patients.csv: {exc}", path) from None
 

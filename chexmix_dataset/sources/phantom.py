@@ -44,7 +44,7 @@ def _write_ct_phantoms(folder: Path, n_ct: int, seed: int, ct_shape: tuple[int, 
     from .. import phantoms  # imported late: generating phantoms is this source's only heavy need
 
     manifest = []
-    with atomic_dir(folder) as tmp:
+    with atomic_dir(folder, replaces=("ct", "mask", "manifest.json")) as tmp:  # a damaged cache is rebuilt
         for i in tqdm(range(n_ct), desc="CT phantoms", unit="volume"):
             phantom = phantoms.chest_phantom(seed + i, shape=tuple(ct_shape))
             ct_path = Path("ct") / f"phantom_{i:04d}.nii.gz"
@@ -100,10 +100,8 @@ def scan(root: Path, n_ct: int = DEFAULT_N_CT, n_cxr: int = DEFAULT_N_CXR, seed:
         ]
     for j in range(n_cxr):
         standin_seed = seed + CXR_SEED_OFFSET + j
-        # Making the stand-in here costs a few ms and keeps its patient id the phantom module's own.
-        patient_id = phantoms.cxr_standin(standin_seed, size=cxr_size).patient_id
         result.cxr_cases.append(CXRCase(
-            image_id=f"phantom-standin-{j:04d}", patient_id=patient_id, origin=CXR_ORIGIN, license=LICENSE,
+            image_id=f"phantom-standin-{j:04d}", patient_id=phantoms.standin_patient_id(standin_seed), origin=CXR_ORIGIN, license=LICENSE,
             load=functools.partial(load_standin, standin_seed, cxr_size), view="PA"))
     return result
 
