@@ -7,7 +7,6 @@ Each adapter offers ``NAME``, ``HOMEPAGE``, ``CITATION``, ``LICENSE`` (default p
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +30,12 @@ def source_root(name: str, data_dir: Path) -> Path:
     return own if own.is_dir() else Path(data_dir)
 
 
-def scan_sources(names: list[str], data_dir: Path | None, dl_manager: datasets.DownloadManager | None,
-                 options: Mapping[str, Mapping[str, Any]] | None = None) -> SourceScan:
+def scan_sources(names: list[str], data_dir: Path | None, dl_manager: datasets.DownloadManager | None
+                 ) -> SourceScan:
     """Scan (``data_dir`` given) or download (``data_dir`` None) each named source and merge them.
 
-    ``options`` maps a source name to extra keyword arguments of its ``scan`` (e.g. phantom sizes).
+    The builder scans ``phantom`` itself (its sizes are config options, its files go to the
+    builder's cache); here it takes its defaults.
     """
     unknown = [name for name in names if name not in SOURCES]
     if unknown:
@@ -46,7 +46,7 @@ def scan_sources(names: list[str], data_dir: Path | None, dl_manager: datasets.D
     for name in names:
         adapter = SOURCES[name]
         if data_dir is not None:
-            scan = adapter.scan(source_root(name, Path(data_dir)), **dict((options or {}).get(name, {})))
+            scan = adapter.scan(source_root(name, Path(data_dir)))
         elif dl_manager is None:
             raise ChexmixInputError(f"source {name} needs --data-dir (no download manager to fetch it with)")
         else:
