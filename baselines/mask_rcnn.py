@@ -24,7 +24,8 @@ from torchvision.ops import FrozenBatchNorm2d
 
 from chexmix_dataset.errors import ChexmixInputError
 
-from .base import IMAGENET_MEAN, IMAGENET_STD, LesionModel, LesionPrediction, check_weights, downloading
+from .base import (IMAGENET_MEAN, IMAGENET_STD, WEIGHT_CHOICES, LesionModel, LesionPrediction, check_weights,
+                   downloading)
 
 NAME = "mask_rcnn"
 DEFAULT_VARIANT = "resnet101"
@@ -82,7 +83,7 @@ def build(variant: str | None, *, image_size: int, weights: str, download: bool 
     variant = variant or DEFAULT_VARIANT
     if variant not in IMAGENET_WEIGHTS:
         raise ChexmixInputError(f"unknown Mask R-CNN backbone {variant!r}; choose one of {', '.join(IMAGENET_WEIGHTS)}")
-    check_weights(weights, ("imagenet", "coco", "none"), f"{NAME}:{variant}")
+    check_weights(weights, WEIGHT_CHOICES, f"{NAME}:{variant}")
     if weights == "coco" and variant != "resnet50":
         raise ChexmixInputError(
             f"--weights coco exists only for the ResNet-50-FPN Mask R-CNN (COCO_V1), not {variant}; "

@@ -10,24 +10,26 @@ whose X-rays-only counterpart (``ct_fraction=0``: stand-in CXRs only, same test 
 from __future__ import annotations
 
 import argparse
-import re
 from pathlib import Path
 
 import datasets
 
 from chexmix_dataset.errors import ChexmixInputError
+from chexmix_dataset.splits import parse_split
 
 CONFIGS = ("xrays_only", "mixed", "ct_projections", "sample")
 PAPER_GRID = (("60/40", True), ("80/20", True), ("80/20", False))
+DEFAULT_SPLIT = "60/40"
 DEFAULT_MODELS = "mask_rcnn,unet"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help=f"CheXMix config to train and test on: {', '.join(CONFIGS)}")
     parser.add_argument("--data-dir", type=Path, help="folder the builder reads the sources from")
-    parser.add_argument("--split", default="60/40", help="train/test percentages, e.g. 60/40 or 80/20")
-    parser.add_argument("--aug", action=argparse.BooleanOptionalAction, default=True,
-                        help="augment training images (small rotations, scaling, brightness/contrast)")
+    # None marks "not given", so that --paper (which fixes both) can refuse them.
+    parser.add_argument("--split", help=f"train/test split, e.g. 60/40, 70:30 or 0.6 (default {DEFAULT_SPLIT})")
+    parser.add_argument("--aug", action=argparse.BooleanOptionalAction, default=None,
+                        help="augment training images (small rotations, scaling, brightness/contrast; default on)")
     parser.add_argument("--models", default=DEFAULT_MODELS,
                         help="comma-separated NAME[:VARIANT], e.g. mask_rcnn:resnet50,unet")
     parser.add_argument("--weights", default="none",
@@ -42,55 +44,71 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="folder for results, figures and checkpoints")
 
 
-def parse_split(split: str) -> str:
-    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", split)
-    if not match or int(match[1]) + int(match[2]) != 100 or 0 in (int(match[1]), int(match[2])):
-        raise ChexmixInputError(f"--split {split!r} must be TRAIN/TEST percentages that sum to 100, "
-                                "both above 0 (e.g. 60/40)")
-    return f"{int(match[1])}/{int(match[2])}"
+def split_label(split: str) -> str:
+    """The TRAIN/TEST percentages of ``--split`` ("60/40", "70:30" or "0.6"), e.g. "70/30"."""
+    try:
+        train_fraction = parse_split(split)
+    except ChexmixInputError:
+        raise ChexmixInputError(f"--split {split!r} must be TRAIN/TEST like 60/40 or 70:30, or a train "
+                                "fraction like 0.6, with both parts above 0") from None
+    return f"{100 * train_fraction:.4g}/{100 * (1 - train_fraction):.4g}"
 
 
 def load_config(config: str, data_dir: Path | None, split: str, **options: object) -> datasets.DatasetDict:
     """The builder's DatasetDict for ``config`` at ``split`` (the split drawn with seed 0)."""
-    try:
-        from chexmix_dataset.builder import load_chexmix
-    except ImportError:
-        raise ChexmixInputError("the CheXMix builder (chexmix_dataset.builder) is not available in this "
-                                "installation") from None
+    from chexmix_dataset.builder import load_chexmix
+
     return load_chexmix(config, data_dir=data_dir, split=split, seed=0, **options)
 
 
-def make_cells(args: argparse.Namespace) -> list:
-    from .harness import Cell
-
+def plan_cells(args: argparse.Namespace) -> list[tuple[str, str, str, bool, dict]]:
+    """(training dataset, config, split, augment, builder options) of every cell; loads nothing."""
     if args.config is not None and args.config not in CONFIGS:
         raise ChexmixInputError(f"unknown --config {args.config!r}; choose one of {', '.join(CONFIGS)}")
     if not args.paper:
         if args.config is None:
             raise ChexmixInputError(f"--config is required (one of {', '.join(CONFIGS)}) unless --paper is given")
-        split = parse_split(args.split)
-        return [Cell(args.config, args.config, split, args.aug, load_config(args.config, args.data_dir, split))]
+        split = split_label(DEFAULT_SPLIT if args.split is None else args.split)
+        return [(args.config, args.config, split, args.aug is not False, {})]
+    fixed = [name for name, value in (("--split", args.split), ("--aug/--no-aug", args.aug)) if value is not None]
+    if fixed:
+        raise ChexmixInputError(f"--paper runs its own grid of splits and augmentation; drop {' and '.join(fixed)}")
     if args.config == "sample":
         sources = (("X-rays only", "sample", {"ct_fraction": 0}), ("Mixed", "sample", {}))
     elif args.config in (None, "mixed", "xrays_only"):
         sources = (("X-rays only", "xrays_only", {}), ("Mixed", "mixed", {}))
     else:
         raise ChexmixInputError(f"--paper compares xrays_only with mixed; --config {args.config} has no place in it")
-    return [Cell(label, config, split, augment, load_config(config, args.data_dir, split, **extra))
-            for split, augment in PAPER_GRID for label, config, extra in sources]
+    return [(label, config, split, augment, extra) for split, augment in PAPER_GRID for label, config, extra in sources]
+
+
+def make_cells(plan: list[tuple[str, str, str, bool, dict]], data_dir: Path | None) -> list:
+    """The cells of a :func:`plan_cells` plan, each (config, split, options) loaded once."""
+    from .harness import Cell
+
+    loaded: dict[tuple, datasets.DatasetDict] = {}
+    cells = []
+    for label, config, split, augment, extra in plan:
+        key = (config, split, tuple(sorted(extra.items())))
+        if key not in loaded:
+            loaded[key] = load_config(config, data_dir, split, **extra)
+        cells.append(Cell(label, config, split, augment, loaded[key]))
+    return cells
 
 
 def run(args: argparse.Namespace) -> int:
     from baselines import parse_model_spec
 
-    from .harness import BenchOptions, run_grid
+    from .harness import BenchOptions, check_options, run_grid
 
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     for spec in models:
-        parse_model_spec(spec)  # before the (slow) data loading
+        parse_model_spec(spec)
     options = BenchOptions(epochs=args.epochs, image_size=args.image_size, batch_size=args.batch_size,
                            seeds=args.seeds, weights=args.weights, device=args.device, workers=args.workers)
-    results = run_grid(make_cells(args), models, options, args.out)
+    plan = plan_cells(args)
+    initial = check_options(options, models, args.out)  # before the (slow) data loading
+    results = run_grid(make_cells(plan, args.data_dir), models, options, args.out, initial=initial)
     print((args.out / "results.md").read_text())
     print(f"wrote {args.out / 'results.json'}, {args.out / 'results.md'} and {args.out / 'figures'} "
           f"({len(results['runs'])} runs)")

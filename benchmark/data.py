@@ -99,17 +99,20 @@ def collate(batch: list[tuple[torch.Tensor, Target]]) -> tuple[torch.Tensor, lis
     return torch.stack(images), list(targets)
 
 
+def default_workers(device: torch.device) -> int:
+    """DataLoader workers when none are asked for: 0 on CPU, where they would compete with the
+    training for the same cores; up to 8 on CUDA, to keep the GPU fed."""
+    return min(8, torch.get_num_threads()) if device.type == "cuda" else 0
+
+
 def make_loader(dataset: LesionDataset, batch_size: int, *, shuffle: bool, seed: int, workers: int,
                 pin_memory: bool = False) -> torch.utils.data.DataLoader:
-    """A loader over ``dataset``; call ``loader.sampler.set_epoch(e)`` before each epoch."""
+    """A loader over ``dataset``; call ``loader.sampler.set_epoch(e)`` before each epoch.
+
+    Augmentation draws from its own per-sample generator, so results do not depend on the
+    workers' seeds (torch seeds each worker's torch, random and numpy generators anyway).
+    """
     return torch.utils.data.DataLoader(
         dataset, batch_size=batch_size, sampler=EpochSampler(len(dataset), shuffle=shuffle, seed=seed),
         num_workers=workers, persistent_workers=workers > 0, collate_fn=collate, pin_memory=pin_memory,
-        worker_init_fn=_seed_worker,
     )
-
-
-def _seed_worker(worker_id: int) -> None:
-    # Augmentation draws from its own per-sample generator; this keeps anything else in a
-    # worker (numpy's global generator) reproducible too.
-    np.random.seed(torch.initial_seed() % 2**32)

@@ -3,6 +3,10 @@
 Models predict at the training size (``image_size`` px square); lesion probabilities are
 resized back to each test image's own (H, W) bilinearly and thresholded at 0.5 there, so scores
 are computed against the original ground truth, not a resampled one.
+
+Scoring happens image by image while the split is predicted: predicted instances are RLE-encoded
+as soon as they are resized, and full-size lesion areas are kept only for the few images the
+overlay figures show, so memory does not grow with the size of the test split in pixels.
 """
 
 from __future__ import annotations
@@ -12,25 +16,40 @@ from dataclasses import dataclass
 import datasets
 import numpy as np
 import torch
+from pycocotools import mask as mask_utils
 from torch.nn import functional as F
 from tqdm import tqdm
 
 from baselines import LesionModel
 
-from .data import LesionDataset, ground_truth_instances, make_loader
-from .metrics import coco_segmentation_ap, dice, iou, mean_std
+from .data import LesionDataset, make_loader
+from .metrics import coco_segmentation_ap_rle, dice, encode_instances, iou, mean_std
 
 MASK_THRESHOLD = 0.5
+#: test images shown per overlay figure.
+OVERLAY_IMAGES = 4
+#: instances resized to full image size at once (bounds the float buffer of the resize).
+INSTANCE_CHUNK = 8
 
 
 @dataclass
-class ImagePrediction:
-    """One test image's prediction at its own size: lesion area (H, W) and scored instances."""
+class SplitEvaluation:
+    """Scores of one run on its test split and what the overlay figure needs of its predictions.
 
-    image_id: str
-    lesion_area: np.ndarray
-    instance_masks: np.ndarray
-    scores: np.ndarray
+    Attributes:
+        scores: iou_mean, iou_std, dice_mean, dice_std, ap, ap50 and per_image (image_id,
+            has_lesion, iou, dice), as results.json stores them.
+        lesion_areas: row index -> (H, W) bool predicted lesion area at the image's own size (px),
+            for the rows :func:`overlay_order` picks.
+    """
+
+    scores: dict
+    lesion_areas: dict[int, np.ndarray]
+
+
+def overlay_order(has_lesion: list[bool], count: int = OVERLAY_IMAGES) -> list[int]:
+    """Row indices an overlay figure shows: images with lesions first, each group in row order."""
+    return sorted(range(len(has_lesion)), key=lambda index: not has_lesion[index])[:count]
 
 
 def _to_size(probabilities: torch.Tensor, height: int, width: int) -> np.ndarray:
@@ -42,36 +61,56 @@ def _to_size(probabilities: torch.Tensor, height: int, width: int) -> np.ndarray
     return (probabilities > MASK_THRESHOLD).cpu().numpy()
 
 
+def _instance_rles(probabilities: torch.Tensor, height: int, width: int) -> list[dict]:
+    """(N, S, S) instance probabilities -> N RLEs of the instances at (H, W) px."""
+    rles: list[dict] = []
+    for chunk in probabilities.split(INSTANCE_CHUNK):
+        rles += encode_instances(_to_size(chunk, height, width))
+    return rles
+
+
+def _truth(row: dict) -> tuple[list[dict], np.ndarray]:
+    """A row's ground-truth instance RLEs (pycocotools form) and their union, (H, W) bool."""
+    rles = [{"size": list(rle["size"]), "counts": rle["counts"].encode("ascii")}
+            for rle in row["objects"]["segmentation"]]
+    if not rles:
+        return rles, np.zeros((int(row["height"]), int(row["width"])), dtype=bool)
+    return rles, mask_utils.decode(mask_utils.merge(rles, intersect=False)).astype(bool)
+
+
 @torch.no_grad()
-def predict_split(model: LesionModel, split: datasets.Dataset, image_size: int, device: torch.device,
-                  batch_size: int = 4, progress: bool = True) -> list[ImagePrediction]:
-    """Predictions for every row of ``split``, in row order."""
+def evaluate_split(model: LesionModel, split: datasets.Dataset, image_size: int, device: torch.device,
+                   batch_size: int = 4, progress: bool = True) -> SplitEvaluation:
+    """Predict every row of ``split`` and score it: per-image IoU/Dice, their mean and std, COCO AP."""
     model.eval()
     loader = make_loader(LesionDataset(split, image_size), batch_size, shuffle=False, seed=0, workers=0)
-    sizes = list(zip(split["image_id"], split["height"], split["width"]))
-    predictions = []
+    rows = iter(split.select_columns(["image_id", "objects", "height", "width"]))
+    per_image: list[dict] = []
+    sizes: list[tuple[int, int]] = []
+    truths: list[list[dict]] = []
+    detections: list[tuple[list[dict], np.ndarray]] = []
+    lesion_areas: dict[int, np.ndarray] = {}
+    kept = {True: 0, False: 0}  # areas kept so far of images with / without lesions
     for images, _ in tqdm(loader, desc="predict", leave=False, disable=not progress):
         for prediction in model.predict(images.to(device)):
-            image_id, height, width = sizes[len(predictions)]
-            predictions.append(ImagePrediction(
-                image_id=image_id,
-                lesion_area=_to_size(prediction.lesion_probability, height, width),
-                instance_masks=_to_size(prediction.instance_probabilities, height, width),
-                scores=prediction.scores.float().cpu().numpy(),
-            ))
-    return predictions
-
-
-def score_split(split: datasets.Dataset, predictions: list[ImagePrediction]) -> dict:
-    """Per-image IoU/Dice, their mean and std over images, and COCO AP/AP50."""
-    truths = [ground_truth_instances(row) for row in split.select_columns(["objects", "height", "width"])]
-    per_image = []
-    for truth, prediction in zip(truths, predictions):
-        lesion = truth.any(axis=0)
-        per_image.append({"image_id": prediction.image_id, "has_lesion": bool(lesion.any()),
-                          "iou": iou(prediction.lesion_area, lesion), "dice": dice(prediction.lesion_area, lesion)})
+            row = next(rows)
+            height, width = int(row["height"]), int(row["width"])
+            truth_rles, truth = _truth(row)
+            area = _to_size(prediction.lesion_probability, height, width)
+            has_lesion = bool(truth.any())
+            # overlay_order picks from the first OVERLAY_IMAGES of each group.
+            if kept[has_lesion] < OVERLAY_IMAGES:
+                kept[has_lesion] += 1
+                lesion_areas[len(per_image)] = area
+            per_image.append({"image_id": row["image_id"], "has_lesion": has_lesion,
+                              "iou": iou(area, truth), "dice": dice(area, truth)})
+            sizes.append((height, width))
+            truths.append(truth_rles)
+            detections.append((_instance_rles(prediction.instance_probabilities, height, width),
+                               prediction.scores.float().cpu().numpy()))
+    shown = overlay_order([p["has_lesion"] for p in per_image])
     iou_mean, iou_std = mean_std([p["iou"] for p in per_image])
     dice_mean, dice_std = mean_std([p["dice"] for p in per_image])
-    ap = coco_segmentation_ap(truths, [(p.instance_masks, p.scores) for p in predictions])
-    return {"iou_mean": iou_mean, "iou_std": iou_std, "dice_mean": dice_mean, "dice_std": dice_std,
-            **ap, "per_image": per_image}
+    scores = {"iou_mean": iou_mean, "iou_std": iou_std, "dice_mean": dice_mean, "dice_std": dice_std,
+              **coco_segmentation_ap_rle(sizes, truths, detections), "per_image": per_image}
+    return SplitEvaluation(scores, {index: lesion_areas[index] for index in shown})

@@ -11,10 +11,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from .evaluate import overlay_order  # noqa: E402
+
 if TYPE_CHECKING:
     from .harness import Cell, RunOutcome
 
-OVERLAY_IMAGES = 4
 TRUTH_RGB = (0.1, 0.9, 0.2)
 PREDICTION_RGB = (1.0, 0.25, 0.1)
 
@@ -38,8 +39,7 @@ def draw_overlays(handle: IO[bytes], cell: Cell, outcomes: list[RunOutcome]) -> 
     ground truth outlined in green on top, titled with that image's IoU.
     """
     test = cell.dataset["test"]
-    per_image = outcomes[0].result["per_image"]
-    order = sorted(range(len(test)), key=lambda i: not per_image[i]["has_lesion"])[:OVERLAY_IMAGES]
+    order = overlay_order([p["has_lesion"] for p in outcomes[0].result["per_image"]])
     columns = 1 + len(outcomes)
     fig, axes = plt.subplots(len(order), columns, figsize=(2.6 * columns, 2.6 * len(order) + 0.6), squeeze=False)
     for row, index in enumerate(order):
@@ -50,7 +50,7 @@ def draw_overlays(handle: IO[bytes], cell: Cell, outcomes: list[RunOutcome]) -> 
         axes[row, 0].set_title(f"{example['image_id']}\nground truth", fontsize=8)
         for column, outcome in enumerate(outcomes, start=1):
             ax = axes[row, column]
-            ax.imshow(_tint(image, outcome.predictions[index].lesion_area, PREDICTION_RGB))
+            ax.imshow(_tint(image, outcome.lesion_areas[index], PREDICTION_RGB))
             _outline(ax, truth, TRUTH_RGB)
             ax.set_title(f"{outcome.result['model']}\nIoU {outcome.result['per_image'][index]['iou']:.2f}", fontsize=8)
     for ax in axes.flat:

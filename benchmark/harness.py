@@ -8,14 +8,15 @@ they were built; :mod:`benchmark.cli` is the thin layer that calls ``load_chexmi
 Layout of ``out_dir``::
 
     results.json  results.md  figures/*.png
-    runs/init.json                                   initial weights of the whole grid
+    runs/init.json                                   initial weights of the whole grid (name or checkpoint path)
     runs/<cell>/<model>/seed<k>/checkpoint_epoch_NNN.pt
 
 Seeds vary the model initialisation, the batch order and the augmentation; the split stays the
 one the cell was built with, so every model and seed is scored on the same test images.
 Weights: "imagenet", "coco" or "none" initialise every run; a checkpoint PATH initialises from
 its weights (the model's architecture must match) and trains ``epochs`` more; "last" resumes
-each run from its newest checkpoint in ``out_dir`` (runs not yet started begin as first asked).
+each run from its newest checkpoint in ``out_dir`` (runs not yet started begin from the initial
+weights runs/init.json records, a checkpoint path included).
 """
 
 from __future__ import annotations
@@ -31,15 +32,14 @@ import torch
 from tqdm import tqdm
 
 from baselines import LesionModel, build_model
+from baselines.base import WEIGHT_CHOICES
 from chexmix_dataset.atomic import write_json
 from chexmix_dataset.errors import ChexmixInputError
 
 from .checkpoints import load_model_state, newest_checkpoint, read_checkpoint, save_checkpoint
-from .data import LesionDataset, make_loader
-from .evaluate import ImagePrediction, predict_split, score_split
+from .data import LesionDataset, default_workers, make_loader
+from .evaluate import evaluate_split
 from .train import make_scaler, resolve_device, train_one_epoch
-
-PRETRAINED_CHOICES = ("imagenet", "coco", "none")
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ class BenchOptions:
     seeds: int = 1
     weights: str = "none"  # imagenet | coco | none | last | PATH of a chexmix checkpoint
     device: str = "auto"  # auto | cpu | cuda
-    workers: int | None = None  # DataLoader workers; None: 0 on CPU, up to 8 on CUDA
+    workers: int | None = None  # DataLoader workers; None: benchmark.data.default_workers
     progress: bool = True
 
 
@@ -75,10 +75,30 @@ class Cell:
 
 @dataclass
 class RunOutcome:
-    """A trained and scored run: its results.json entry and its test predictions."""
+    """A trained and scored run: its results.json entry and the lesion areas its overlay shows.
+
+    ``lesion_areas`` maps test row index -> (H, W) bool predicted lesion area at the image's size.
+    """
 
     result: dict
-    predictions: list[ImagePrediction]
+    lesion_areas: dict[int, np.ndarray]
+
+
+@dataclass(frozen=True)
+class InitialWeights:
+    """What every run of a grid starts from, unless it resumes from its own checkpoint.
+
+    ``name`` is "imagenet", "coco", "none" or the absolute path of a chexmix checkpoint, whose
+    loaded state is ``checkpoint`` (empty otherwise).
+    """
+
+    name: str
+    checkpoint: dict = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def structure(self) -> str:
+        """The pretrained structure the networks are built with: "imagenet", "coco" or "none"."""
+        return self.checkpoint.get("init_weights", self.name)
 
 
 def check_cells(cells: list[Cell]) -> None:
@@ -90,36 +110,52 @@ def check_cells(cells: list[Cell]) -> None:
                     f"{split} split empty; use more data or another --split")
 
 
-def check_options(options: BenchOptions, models: list[str], out_dir: Path) -> dict:
-    """Validate everything before any output is written; returns the checkpoint state for PATH."""
+def check_options(options: BenchOptions, models: list[str], out_dir: Path) -> InitialWeights:
+    """Validate everything before any data is loaded or output written; returns the initial weights."""
     for name, value in (("--epochs", options.epochs), ("--seeds", options.seeds), ("--batch-size", options.batch_size)):
         if value < 1:
             raise ChexmixInputError(f"{name} must be at least 1, got {value}")
     if options.image_size < 32:
         raise ChexmixInputError(f"--image-size must be at least 32 px, got {options.image_size}")
+    if options.workers is not None and options.workers < 0:
+        raise ChexmixInputError(f"--workers must be 0 or more, got {options.workers}")
     if not models:
         raise ChexmixInputError("--models names no model")
     resolve_device(options.device)
-    path_state = {}
-    if options.weights == "last":
-        if not (out_dir / "runs" / "init.json").is_file():
-            raise ChexmixInputError("--weights last found no earlier run to resume (runs/init.json is missing); "
-                                    "start with --weights imagenet, coco or none", out_dir)
-    elif options.weights not in PRETRAINED_CHOICES:
-        path_state = read_checkpoint(options.weights)
+    initial = initial_weights(options.weights, out_dir)
     for spec in models:
         # Building without downloads checks variant, weights and image size for every model now.
-        model = build_model(spec, image_size=options.image_size, download=False,
-                            weights=path_state.get("init_weights", _first_weights(options, out_dir)))
-        if path_state:
-            load_model_state(model, path_state, options.weights)
-    return path_state
+        model = build_model(spec, image_size=options.image_size, download=False, weights=initial.structure)
+        if initial.checkpoint:
+            load_model_state(model, initial.checkpoint, initial.name)
+    return initial
 
 
-def _first_weights(options: BenchOptions, out_dir: Path) -> str:
-    if options.weights == "last":
-        return json.loads((out_dir / "runs" / "init.json").read_text())["weights"]
-    return options.weights if options.weights in PRETRAINED_CHOICES else "none"
+def initial_weights(weights: str, out_dir: Path) -> InitialWeights:
+    """The grid's initial weights for ``--weights``; "last" reads those recorded in runs/init.json."""
+    if weights in WEIGHT_CHOICES:
+        return InitialWeights(weights)
+    if weights != "last":
+        path = Path(weights).absolute()
+        return InitialWeights(str(path), read_checkpoint(path))
+    record_path = out_dir / "runs" / "init.json"
+    if not record_path.is_file():
+        raise ChexmixInputError("--weights last found no earlier run to resume (runs/init.json is missing); "
+                                "start with --weights imagenet, coco, none or PATH", out_dir)
+    try:
+        recorded = json.loads(record_path.read_text())["weights"]
+        if not isinstance(recorded, str):
+            raise TypeError
+    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError):
+        raise ChexmixInputError("is not the record of a benchmark's initial weights (expected JSON "
+                                '{"weights": NAME or PATH}); start again with --weights imagenet, coco, none or PATH',
+                                record_path) from None
+    if recorded in WEIGHT_CHOICES:
+        return InitialWeights(recorded)
+    if not Path(recorded).is_file():
+        raise ChexmixInputError(f"the runs to resume started from checkpoint {recorded}, which no longer exists; "
+                                "put it back or start again with another --weights", record_path)
+    return InitialWeights(recorded, read_checkpoint(recorded))
 
 
 def _model_slug(spec: str) -> str:
@@ -127,16 +163,16 @@ def _model_slug(spec: str) -> str:
 
 
 def train_run(cell: Cell, spec: str, seed: int, options: BenchOptions, run_dir: Path, device: torch.device,
-              init_weights: str, path_state: dict) -> tuple[LesionModel, list[float]]:
+              initial: InitialWeights) -> tuple[LesionModel, list[float]]:
     """Train one (cell, model, seed) run to ``options.epochs``, resuming where asked."""
     newest = newest_checkpoint(run_dir) if options.weights == "last" else None
     resume = read_checkpoint(newest) if newest else None
-    start = resume or path_state  # the checkpoint whose weights the run starts from, if any
-    structure = start.get("init_weights", init_weights)
+    start = resume or initial.checkpoint  # the checkpoint whose weights the run starts from, if any
+    structure = start.get("init_weights", initial.structure)
     torch.manual_seed(seed)
     model = build_model(spec, image_size=options.image_size, weights=structure, download=not start)
     if start:
-        load_model_state(model, start, newest if resume else options.weights)
+        load_model_state(model, start, newest if resume else initial.name)
     model.to(device)
     optimizer = model.make_optimizer()
     scaler = make_scaler(device)
@@ -145,7 +181,7 @@ def train_run(cell: Cell, spec: str, seed: int, options: BenchOptions, run_dir: 
         optimizer.load_state_dict(resume["optimizer"])
         scaler.load_state_dict(resume["scaler"])
         epoch_losses = list(resume["epoch_losses"])
-    workers = options.workers if options.workers is not None else (min(8, torch.get_num_threads()) if device.type == "cuda" else 0)
+    workers = options.workers if options.workers is not None else default_workers(device)
     dataset = LesionDataset(cell.dataset["train"], options.image_size, augment=cell.augment, seed=seed)
     loader = make_loader(dataset, options.batch_size, shuffle=True, seed=seed, workers=workers,
                          pin_memory=device.type == "cuda")
@@ -161,42 +197,44 @@ def train_run(cell: Cell, spec: str, seed: int, options: BenchOptions, run_dir: 
 
 
 def run_one(cell: Cell, spec: str, seed: int, options: BenchOptions, out_dir: Path, device: torch.device,
-            init_weights: str, path_state: dict) -> RunOutcome:
+            initial: InitialWeights) -> RunOutcome:
     run_dir = out_dir / "runs" / cell.slug / _model_slug(spec) / f"seed{seed}"
     run_dir.mkdir(parents=True, exist_ok=True)
-    model, epoch_losses = train_run(cell, spec, seed, options, run_dir, device, init_weights, path_state)
+    model, epoch_losses = train_run(cell, spec, seed, options, run_dir, device, initial)
     test = cell.dataset["test"]
-    predictions = predict_split(model, test, options.image_size, device, options.batch_size, options.progress)
+    evaluation = evaluate_split(model, test, options.image_size, device, options.batch_size, options.progress)
     result = {
         "training_dataset": cell.training_dataset, "config": cell.config, "split": cell.split,
         "augment": cell.augment, "model": spec, "architecture": model.architecture, "seed": seed,
-        "epochs": len(epoch_losses), "weights": options.weights, "init_weights": init_weights,
-        "image_size": options.image_size, "batch_size": options.batch_size, "device": str(device),
-        "train_images": len(cell.dataset["train"]), "test_images": len(test),
-        "train_loss": epoch_losses, **score_split(test, predictions),
+        "epochs": len(epoch_losses), "weights": options.weights, "initial_weights": initial.name,
+        "init_weights": initial.structure, "image_size": options.image_size, "batch_size": options.batch_size,
+        "device": str(device), "train_images": len(cell.dataset["train"]), "test_images": len(test),
+        "train_loss": epoch_losses, **evaluation.scores,
     }
-    return RunOutcome(result, predictions)
+    return RunOutcome(result, evaluation.lesion_areas)
 
 
-def run_grid(cells: list[Cell], models: list[str], options: BenchOptions, out_dir: str | Path) -> dict:
+def run_grid(cells: list[Cell], models: list[str], options: BenchOptions, out_dir: str | Path, *,
+             initial: InitialWeights | None = None) -> dict:
     """Train and score ``models`` on every cell and seed; writes results and figures to ``out_dir``.
 
-    Returns the content of results.json.
+    ``initial`` is what :func:`check_options` returned for these options, if the caller checked
+    them already. Returns the content of results.json.
     """
     from .report import write_outputs  # matplotlib only once there is something to draw
 
     out_dir = Path(out_dir)
     check_cells(cells)
-    path_state = check_options(options, models, out_dir)
+    if initial is None:
+        initial = check_options(options, models, out_dir)
     device = resolve_device(options.device)
-    init_weights = _first_weights(options, out_dir)
     if options.weights != "last":
-        write_json(out_dir / "runs" / "init.json", {"weights": init_weights})
+        write_json(out_dir / "runs" / "init.json", {"weights": initial.name})
     outcomes: list[tuple[Cell, RunOutcome]] = []
     plan = [(cell, spec, seed) for cell in cells for spec in models for seed in range(options.seeds)]
     for cell, spec, seed in tqdm(plan, desc="runs", disable=not options.progress):
-        outcomes.append((cell, run_one(cell, spec, seed, options, out_dir, device, init_weights, path_state)))
-    return write_outputs(out_dir, outcomes, options=asdict(options))
+        outcomes.append((cell, run_one(cell, spec, seed, options, out_dir, device, initial)))
+    return write_outputs(out_dir, outcomes, options={**asdict(options), "initial_weights": initial.name})
 
 
 def run_benchmark(dataset_dict: datasets.DatasetDict, models: list[str], options: BenchOptions,

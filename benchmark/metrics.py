@@ -47,8 +47,9 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return float(array.mean()), float(array.std())
 
 
-def _rle(mask: np.ndarray) -> dict:
-    return mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+def encode_instances(masks: np.ndarray) -> list[dict]:
+    """(N, H, W) bool masks -> N pycocotools RLEs (compressed, ``counts`` as bytes)."""
+    return [mask_utils.encode(np.asfortranarray(mask.astype(np.uint8))) for mask in masks]
 
 
 def coco_segmentation_ap(truths: list[np.ndarray], predictions: list[tuple[np.ndarray, np.ndarray]]
@@ -62,18 +63,30 @@ def coco_segmentation_ap(truths: list[np.ndarray], predictions: list[tuple[np.nd
     Returns:
         {"ap": AP@[.50:.95], "ap50": AP@.50}, each None when the split has no ground-truth lesion.
     """
+    sizes = [truth.shape[-2:] for truth in truths]
+    return coco_segmentation_ap_rle(sizes, [encode_instances(t) for t in truths],
+                                    [(encode_instances(m), s) for m, s in predictions])
+
+
+def coco_segmentation_ap_rle(sizes: list[tuple[int, int]], truths: list[list[dict]],
+                             predictions: list[tuple[list[dict], np.ndarray]]) -> dict[str, float | None]:
+    """:func:`coco_segmentation_ap` on instances already RLE-encoded (as pycocotools encodes them).
+
+    Args:
+        sizes: per image, its (H, W) in px.
+        truths: per image, the RLEs of its ground-truth lesion instances.
+        predictions: per image, (RLEs of the predicted instances, (M,) scores in [0, 1]).
+    """
     images, annotations, detections = [], [], []
-    for image_id, (truth, (masks, scores)) in enumerate(zip(truths, predictions), start=1):
-        height, width = truth.shape[-2:]
+    for image_id, ((height, width), truth, (masks, scores)) in enumerate(zip(sizes, truths, predictions), start=1):
         images.append({"id": image_id, "height": int(height), "width": int(width)})
-        for mask in truth:
-            rle = _rle(mask)
+        for rle in truth:
             annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": 1,
                                 "segmentation": rle, "area": float(mask_utils.area(rle)),
                                 "bbox": mask_utils.toBbox(rle).tolist(), "iscrowd": 0})
-        for mask, score in zip(masks, scores):
-            if mask.any():
-                detections.append({"image_id": image_id, "category_id": 1, "segmentation": _rle(mask),
+        for rle, score in zip(masks, scores):
+            if mask_utils.area(rle) > 0:
+                detections.append({"image_id": image_id, "category_id": 1, "segmentation": rle,
                                    "score": float(score)})
     if not annotations:
         return {"ap": None, "ap50": None}

@@ -18,7 +18,7 @@ import torch
 
 from baselines import build_model
 
-from .data import LesionDataset, make_loader
+from .data import LesionDataset, default_workers, make_loader
 from .train import make_scaler, move_batch, resolve_device, train_step
 
 
@@ -49,7 +49,7 @@ def run_train_speed(dataset_dict: datasets.DatasetDict | None = None, models: tu
         models: model specs, NAME[:VARIANT].
         image_size: square training size in px.
         steps, warmup: timed and untimed optimizer steps for each measurement.
-        workers: DataLoader workers; None as in the harness (0 on CPU, up to 8 on CUDA).
+        workers: DataLoader workers; None as in the harness (:func:`benchmark.data.default_workers`).
 
     Returns:
         One dict per model: model, device, image_size, batch_size, workers, harness_images_per_s,
@@ -61,7 +61,7 @@ def run_train_speed(dataset_dict: datasets.DatasetDict | None = None, models: tu
         dataset_dict = load_config("sample", None, "80/20")
     target_device = resolve_device(device)
     if workers is None:
-        workers = min(8, torch.get_num_threads()) if target_device.type == "cuda" else 0
+        workers = default_workers(target_device)
     dataset = LesionDataset(dataset_dict["train"], image_size, augment=augment, seed=0)
     rows = []
     for spec in models:

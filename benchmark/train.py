@@ -56,6 +56,8 @@ def train_one_epoch(model: LesionModel, optimizer: torch.optim.Optimizer, scaler
         images, targets = move_batch(images, targets, device)
         loss = train_step(model, optimizer, scaler, images, targets)
         if not math.isfinite(loss):
-            raise RuntimeError(f"{description}: training loss became {loss}; stopping")
+            raise ChexmixInputError(
+                f"{description}: training loss became {loss} (training diverged); check the training images "
+                "and lesion masks, or lower the model's learning rate (make_optimizer in baselines/)")
         step_losses.append(loss)
     return step_losses

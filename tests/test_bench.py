@@ -9,16 +9,23 @@ import datasets
 import numpy as np
 import pytest
 import torch
-from helpers import disc, tiny_dataset_dict
+from helpers import disc, disc_image_row, tiny_dataset_dict
 from PIL import Image
 
 import benchmark.cli as bench_cli
 import benchmark.harness as harness
+from baselines import LesionModel
+from baselines.unet import instances_from_probability
 from benchmark.augment import AugmentParams, augment, sample_params
 from benchmark.data import LesionDataset
+from benchmark.evaluate import OVERLAY_IMAGES, evaluate_split
 from benchmark.harness import BenchOptions, run_benchmark
 from benchmark.metrics import coco_segmentation_ap, dice, iou
+from benchmark.train import train_one_epoch
 from chexmix_dataset.cli import main
+from chexmix_dataset.errors import ChexmixInputError
+from chexmix_dataset.features import FEATURES
+from chexmix_dataset.lesions import decode_rle
 
 FAST = BenchOptions(epochs=2, image_size=64, batch_size=2, progress=False)
 
@@ -111,6 +118,52 @@ def test_dataset_targets_match_the_rows_and_augmentation_is_reproducible() -> No
     assert not torch.equal(augmented[(4, 1)][0], augmented[(5, 1)][0])
 
 
+class BrightPixelOracle(LesionModel):
+    """Predicts the tiny discs exactly: lesions are the bright pixels, one instance per disc."""
+
+    architecture = "oracle"
+
+    def predict(self, images):
+        return [instances_from_probability((image[0] > 0.5).float()) for image in images]
+
+
+def test_evaluation_scores_an_exact_model_perfectly_and_keeps_only_the_overlay_areas() -> None:
+    lesions = [0, 1, 0, 2, 1, 0, 3, 1, 2, 0]  # per test row; 6 rows with lesions, 4 without
+    rows = [disc_image_row(200 + i, 64, n_lesions=n) for i, n in enumerate(lesions)]
+    split = datasets.Dataset.from_list(rows, features=FEATURES)
+    evaluation = evaluate_split(BrightPixelOracle(), split, 64, torch.device("cpu"), batch_size=3, progress=False)
+    scores = evaluation.scores
+    assert [p["image_id"] for p in scores["per_image"]] == split["image_id"]
+    assert [p["has_lesion"] for p in scores["per_image"]] == [n > 0 for n in lesions]
+    assert all(p["iou"] == p["dice"] == 1.0 for p in scores["per_image"])
+    assert scores["ap"] == pytest.approx(1.0) and scores["ap50"] == pytest.approx(1.0)
+    # Only the areas the overlay shows are kept: the first four rows with lesions.
+    shown = [i for i, n in enumerate(lesions) if n][:OVERLAY_IMAGES]
+    assert sorted(evaluation.lesion_areas) == shown
+    for index in shown:
+        truth = np.any([decode_rle(rle) for rle in split[index]["objects"]["segmentation"]], axis=0)
+        assert np.array_equal(evaluation.lesion_areas[index], truth)
+
+
+class DivergedModel(LesionModel):
+    architecture = "diverged"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.ones(()))
+
+    def training_losses(self, images, targets):
+        return {"loss": self.weight * float("nan")}
+
+
+def test_a_non_finite_training_loss_is_a_clear_input_error() -> None:
+    model = DivergedModel()
+    batches = [(torch.zeros(1, 1, 8, 8), [{"masks": torch.zeros(0, 8, 8, dtype=torch.uint8)}])]
+    with pytest.raises(ChexmixInputError, match="training loss became nan.*learning rate"):
+        train_one_epoch(model, torch.optim.SGD(model.parameters(), lr=0.1), torch.amp.GradScaler("cpu", enabled=False),
+                        batches, torch.device("cpu"), description="cell unet seed 0 epoch 1/1", progress=False)
+
+
 # --- harness outputs -----------------------------------------------------------------------
 
 def test_results_files_figures_and_numbers_agree(tmp_path) -> None:
@@ -173,6 +226,31 @@ def test_a_run_killed_mid_epoch_resumes_from_its_last_checkpoint_and_matches(tmp
     assert [p.name for p in run_dir.glob("*.pt")] == ["checkpoint_epoch_002.pt"]
 
 
+def test_runs_resumed_before_their_first_checkpoint_start_from_the_initial_checkpoint(tmp_path, monkeypatch) -> None:
+    data = tiny_dataset_dict()
+    run_benchmark(data, ["unet"], BenchOptions(epochs=1, image_size=64, progress=False), tmp_path / "first")
+    (checkpoint,) = (tmp_path / "first" / "runs").rglob("checkpoint_epoch_001.pt")
+    from_checkpoint = BenchOptions(**{**FAST.__dict__, "weights": str(checkpoint)})
+    straight = run_benchmark(data, ["unet"], from_checkpoint, tmp_path / "straight")
+    assert json.loads((tmp_path / "straight" / "runs" / "init.json").read_text()) == {"weights": str(checkpoint)}
+    assert straight["runs"][0]["initial_weights"] == straight["options"]["initial_weights"] == str(checkpoint)
+
+    real_epoch = harness.train_one_epoch
+
+    def killed_at_once(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(harness, "train_one_epoch", killed_at_once)
+    with pytest.raises(KeyboardInterrupt):
+        run_benchmark(data, ["unet"], from_checkpoint, tmp_path / "killed")
+    assert not list((tmp_path / "killed" / "runs").rglob("*.pt"))  # nothing to resume from but init.json
+    monkeypatch.setattr(harness, "train_one_epoch", real_epoch)
+    resumed = run_benchmark(data, ["unet"], BenchOptions(**{**FAST.__dict__, "weights": "last"}), tmp_path / "killed")
+    (a,), (b,) = straight["runs"], resumed["runs"]
+    assert b["initial_weights"] == str(checkpoint) and b["weights"] == "last"
+    assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-5)
+
+
 # --- command line: bad input ---------------------------------------------------------------
 
 @pytest.fixture
@@ -199,12 +277,38 @@ def bench(tmp_path, *extra: str) -> int:
     (["--config", "sample", "--weights", "last"], "--weights last found no earlier run"),
     (["--config", "sample", "--models", "mask_rcnn", "--weights", "coco"], "only for the ResNet-50-FPN"),
     (["--config", "sample", "--weights", "missing.pt"], "checkpoint file does not exist"),
+    (["--config", "sample", "--workers", "-1"], "--workers must be 0 or more, got -1"),
+    (["--config", "sample", "--epochs", "0"], "--epochs must be at least 1"),
+    (["--paper", "--split", "80/20"], "drop --split"),
+    (["--paper", "--no-aug"], "drop --aug/--no-aug"),
 ])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, tiny_configs, arguments, message) -> None:
     assert bench(tmp_path, *arguments) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
     assert not (tmp_path / "out").exists()
+    assert not tiny_configs  # refused before any data was loaded
+
+
+def test_corrupt_init_json_is_refused_when_resuming(tmp_path, capsys, tiny_configs) -> None:
+    record = tmp_path / "out" / "runs" / "init.json"
+    record.parent.mkdir(parents=True)
+    record.write_text('{"weights": "imag')  # cut off mid-write by another tool
+    assert bench(tmp_path, "--config", "sample", "--weights", "last") == 2
+    err = capsys.readouterr().err
+    assert f"{record}: is not the record of a benchmark's initial weights" in err
+    assert err.count("\n") == 1 and "Traceback" not in err and not tiny_configs
+
+
+@pytest.mark.parametrize("split, label", [("70:30", "70/30"), ("0.8", "80/20"), (" 60 / 40 ", "60/40")])
+def test_split_spellings_of_the_builder_are_accepted(tmp_path, tiny_configs, monkeypatch, split, label) -> None:
+    ran = []
+    monkeypatch.setattr(harness, "run_grid", lambda cells, models, options, out, **_: ran.extend(cells) or {"runs": []})
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "results.md").write_text("stand-in\n")
+    assert bench(tmp_path, "--config", "mixed", "--split", split, "--no-aug") == 0
+    assert [(c.config, c.split, c.augment) for c in ran] == [("mixed", label, False)]
+    assert tiny_configs == [("mixed", label, {})]
 
 
 def test_split_leaving_test_empty_is_refused(tmp_path, capsys, monkeypatch) -> None:
@@ -227,7 +331,7 @@ def test_checkpoint_of_another_architecture_is_refused(tmp_path, capsys, tiny_co
 
 def test_paper_grid_on_the_sample_uses_its_xrays_only_counterpart(tmp_path, tiny_configs, monkeypatch) -> None:
     ran = []
-    monkeypatch.setattr(harness, "run_grid", lambda cells, models, options, out: ran.extend(cells) or {"runs": []})
+    monkeypatch.setattr(harness, "run_grid", lambda cells, models, options, out, **_: ran.extend(cells) or {"runs": []})
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "results.md").write_text("stand-in\n")
     assert bench(tmp_path, "--paper", "--config", "sample") == 0
@@ -235,6 +339,8 @@ def test_paper_grid_on_the_sample_uses_its_xrays_only_counterpart(tmp_path, tiny
     assert grid == [("X-rays only", "60/40", True), ("Mixed", "60/40", True), ("X-rays only", "80/20", True),
                     ("Mixed", "80/20", True), ("X-rays only", "80/20", False), ("Mixed", "80/20", False)]
     assert ("sample", "80/20", {"ct_fraction": 0}) in tiny_configs and ("sample", "80/20", {}) in tiny_configs
+    assert len(tiny_configs) == 4  # the two 80/20 cells of each dataset share one load
+    assert ran[2].dataset is ran[4].dataset and ran[3].dataset is ran[5].dataset
 
 
 # --- end to end ----------------------------------------------------------------------------
