@@ -404,3 +404,24 @@ def test_damaged_phantom_cache_is_rebuilt(tmp_path):
     first.ct_cases[1].mask_path.unlink()
     again = phantom.scan(tmp_path, n_ct=2, n_cxr=0, ct_shape=(32, 32, 24))
     assert all(case.mask_path.exists() for case in again.ct_cases)
+
+
+def test_our_coco_export_reads_back_as_a_cxr_folder(tmp_path):
+    import numpy as np
+
+    from chexmix_dataset.export import export_coco
+    from chexmix_dataset.lesions import decode_rle
+    from chexmix_dataset.sources.folders import CXR_FOLDER
+    from helpers import tiny_dataset_dict
+
+    dataset = tiny_dataset_dict(n_train=3, n_test=2)
+    export_coco(dataset, tmp_path / "coco")
+    scan = CXR_FOLDER.scan(tmp_path / "coco")
+    assert scan.skipped == [] and len(scan.cxr_cases) == 5
+    rows = {row["image_id"]: row for split in dataset.values() for row in split}
+    for case in scan.cxr_cases:
+        image, instances = case.load(lambda message: None)
+        row = next(r for image_id, r in rows.items() if case.image_id.endswith(image_id))
+        assert np.array_equal(image, np.asarray(row["image"]))
+        expected = sorted(zip(row["objects"]["lesion_type"], (decode_rle(s).sum() for s in row["objects"]["segmentation"])))
+        assert sorted((i.lesion_type, i.mask.sum()) for i in instances) == expected

@@ -130,7 +130,9 @@ def _coco_files(root: Path) -> list[Path]:
 
 
 def _find_image(images_dir: Path, filename: str) -> Path | None:
-    for path in (images_dir / filename, images_dir.parent / filename):
+    # COCO layouts (ours included) keep images per split: images/{split}/FILE.
+    splits = [folder / filename for folder in sorted(images_dir.iterdir()) if folder.is_dir()]
+    for path in (images_dir / filename, images_dir.parent / filename, *splits):
         if path.is_file():
             return path
     return None
