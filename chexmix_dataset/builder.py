@@ -7,9 +7,10 @@ Configs:
 ``ct_projections``
     Frontal projections of annotated CTs (COVID-19 CT Lung and Infection Segmentation Dataset).
 ``mixed``
-    The paper's experiment: the ``xrays_only`` split (identical test set of real CXRs), with a
-    fraction ``ct_fraction`` (default 5/6: 10 CXRs + 50 projections) of the training CXRs
-    replaced by CT projections.
+    The paper's experiment: the ``xrays_only`` split (identical test set of real CXRs, same
+    training size), with a fraction ``ct_fraction`` (default 5/6: 10 CXRs + 50 projections) of
+    the training CXRs replaced by CT projections; with fewer CTs than places, CTs give extra
+    views turned about the superior-inferior axis (see :mod:`.splits`).
 ``sample``
     Offline and small: phantom CT projections and phantom CXR stand-ins, structured like
     ``mixed`` (the test split holds stand-in CXRs only). ``ct_fraction=0`` gives its X-rays-only
@@ -36,6 +37,7 @@ from .sources import phantom as phantom_source
 from .sources import scan_sources
 from .sources.base import CTCase, CXRCase, SourceScan
 from .splits import SplitPlan, mixed_plan, parse_split, patient_split
+from .views import rotate_about_si
 from .volume import load_ct
 
 logger = logging.getLogger(__name__)
@@ -180,12 +182,15 @@ class CheXMix(datasets.GeneratorBasedBuilder):
 
 
 def image_id_for(item: CTCase | CXRCase) -> str:
-    return f"ct-{item.case_id}" if isinstance(item, CTCase) else f"cxr-{item.image_id}"
+    """The row id of a planned item; a turned CT view carries its angle, e.g. ``ct-NAME-view+5``."""
+    if isinstance(item, CXRCase):
+        return f"cxr-{item.image_id}"
+    return f"ct-{item.case_id}" if item.view_deg == 0 else f"ct-{item.case_id}-view{item.view_deg:+g}"
 
 
 def _row_for(item: CTCase | CXRCase, projector: ProjectorOptions) -> dict:
     if isinstance(item, CTCase):
-        ct = load_ct(item.ct_path, item.mask_path)
+        ct = rotate_about_si(load_ct(item.ct_path, item.mask_path), item.view_deg)
         options = dataclasses.replace(projector, lesion_types=dict(item.lesion_types))
         if item.stored_window_hu is not None:
             # Stored as 0-255 grey over an HU window (Radiopaedia cases of Ma et al.): map back.
@@ -193,11 +198,12 @@ def _row_for(item: CTCase | CXRCase, projector: ProjectorOptions) -> dict:
             options = dataclasses.replace(options, slice_hu_range=tuple(item.stored_window_hu))
         projection = project_volume(ct, options)
         image, instances, source = projection.image, projection.instances, "ct_projection"
+        view_deg: float | None = item.view_deg
     else:
         image, instances = item.load(lambda message: logger.warning("%s: %s", item.image_id, message))
-        source = "cxr"
+        source, view_deg = "cxr", None
     return make_row(image, instances, image_id=image_id_for(item), source=source, origin=item.origin,
-                    patient_id=item.patient_id, license=item.license)
+                    patient_id=item.patient_id, license=item.license, view_deg=view_deg)
 
 
 def default_config(name: str) -> CheXMixConfig:

@@ -19,6 +19,7 @@ FEATURES = datasets.Features(
         "origin": datasets.Value("string"),  # source collection, e.g. "covid19-ct-seg/coronacases"
         "patient_id": datasets.Value("string"),
         "license": datasets.Value("string"),
+        "view_deg": datasets.Value("float32"),  # CT projections: turn about the SI axis (deg); CXRs: None
         "width": datasets.Value("int32"),
         "height": datasets.Value("int32"),
         "objects": datasets.Sequence(

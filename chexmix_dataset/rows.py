@@ -17,8 +17,13 @@ def make_row(
     origin: str,
     patient_id: str,
     license: str,
+    view_deg: float | None = None,
 ) -> dict:
-    """One dataset row from a (height, width) uint8 image and its lesions."""
+    """One dataset row from a (height, width) uint8 image and its lesions.
+
+    ``view_deg``: for CT projections, the patient's turn about the superior-inferior axis in
+    degrees (:mod:`.views`); None for real CXRs, whose pose is not known.
+    """
     if image.ndim != 2 or image.dtype != np.uint8:
         raise ValueError(f"image must be a 2D uint8 array, got {image.dtype} {image.shape}")
     height, width = image.shape
@@ -30,6 +35,7 @@ def make_row(
         "origin": origin,
         "patient_id": patient_id,
         "license": license,
+        "view_deg": view_deg,
         "width": width,
         "height": height,
         "objects": {key: [obj[key] for obj in objects] for key in

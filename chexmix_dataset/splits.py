@@ -8,11 +8,17 @@ Rules:
   the total; the rest is test. The same seed and items always give the same split.
 - ``mixed``: the CXRs are split exactly as in ``xrays_only`` (identical test set, real CXRs
   only). The training set keeps its size ``n``: ``round(ct_fraction * n)`` of its CXRs
-  (a seeded choice) are replaced by as many CT projections (a seeded choice of CT cases).
+  (a seeded choice) are replaced by as many CT projections. CTs of patients whose CXRs are in
+  the test set are never used. With enough CTs, each chosen CT (a seeded choice) gives one
+  frontal view; with too few, every CT gives its frontal view and further views turned about
+  the superior-inferior axis (:data:`chexmix_dataset.views.VIEW_ANGLES_DEG`: 0, +5, -5, +10,
+  -10 degrees, taken in that order, each angle by a seeded share of the CTs) until the quota is
+  filled. When even that cannot fill it, planning fails: the mix never shrinks silently.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from typing import Sequence, TypeVar
@@ -20,6 +26,7 @@ from typing import Sequence, TypeVar
 import numpy as np
 
 from .errors import ChexmixInputError
+from .views import VIEW_ANGLES_DEG
 
 Item = TypeVar("Item")
 
@@ -72,15 +79,52 @@ class SplitPlan:
     skipped: list = field(default_factory=list)  # SkippedItem from the sources
 
 
-def mixed_plan(cxr_train: list, cxr_test: list, ct_items: list, ct_fraction: float, seed: int) -> SplitPlan:
-    """The paper's mix: the CXR training set with ``ct_fraction`` of it replaced by CT projections."""
+def mixed_plan(cxr_train: list, cxr_test: list, ct_items: list, ct_fraction: float, seed: int,
+               view_angles_deg: Sequence[float] = VIEW_ANGLES_DEG) -> SplitPlan:
+    """The paper's mix: the CXR training set with ``ct_fraction`` of it replaced by CT projections.
+
+    Items are cases with a ``patient_id`` (CT cases also with ``view_deg``); a CT case whose patient has a CXR in ``cxr_test`` is left out. The returned training
+    set always has ``len(cxr_train)`` items; extra views are copies of a case with ``view_deg``
+    set (``dataclasses.replace``).
+
+    Raises:
+        ChexmixInputError: ``ct_fraction`` outside [0, 1], or fewer CT views than places.
+    """
     if not 0.0 <= ct_fraction <= 1.0:
         raise ChexmixInputError(f"ct_fraction must be in [0, 1], got {ct_fraction}")
     n_ct = int(round(ct_fraction * len(cxr_train)))
+    test_patients = {item.patient_id for item in cxr_test}
+    usable = [item for item in ct_items if item.patient_id not in test_patients]
     notes = []
-    if n_ct > len(ct_items):
-        notes.append(f"only {len(ct_items)} CT projections for {n_ct} places: the training set is smaller")
+    if len(usable) < len(ct_items):
+        notes.append(f"{len(ct_items) - len(usable)} CT(s) left out: their patients have CXRs in the test set")
+    capacity = len(usable) * len(view_angles_deg)
+    if n_ct > capacity:
+        raise ChexmixInputError(
+            f"the mix needs {n_ct} CT projections ({ct_fraction:.4g} of {len(cxr_train)} training CXRs) but "
+            f"{len(usable)} usable CT(s) x {len(view_angles_deg)} views give only {capacity}: short by "
+            f"{n_ct - capacity}; add CTs, or lower --ct-fraction to at most {capacity / max(len(cxr_train), 1):.4g}")
     # Separate seeds for the two draws, so that changing one collection never reshuffles the other.
     kept_cxr = seeded_choice(cxr_train, len(cxr_train) - n_ct, seed)
-    ct_chosen = seeded_choice(ct_items, n_ct, seed + 1)
-    return SplitPlan(train=kept_cxr + ct_chosen, test=list(cxr_test), notes=notes)
+    return SplitPlan(train=kept_cxr + ct_views(usable, n_ct, seed + 1, view_angles_deg), test=list(cxr_test),
+                     notes=notes)
+
+
+def ct_views(cases: Sequence[Item], count: int, seed: int, view_angles_deg: Sequence[float] = VIEW_ANGLES_DEG
+             ) -> list[Item]:
+    """``count`` (case, view) items: angle by angle, each angle on a seeded choice of the cases.
+
+    With ``count <= len(cases)`` this is a seeded choice of cases at the first angle (0 degrees)
+    and the items are the cases themselves. Otherwise every case gets the first angle, then the
+    next angles in turn, the last one on only as many cases as are still needed.
+    """
+    if count <= len(cases):
+        return seeded_choice(cases, count, seed)
+    chosen: list[Item] = list(cases)
+    for rank, angle in enumerate(view_angles_deg[1:], start=1):
+        missing = count - len(chosen)
+        if missing <= 0:
+            break
+        chosen += [dataclasses.replace(case, view_deg=float(angle))
+                   for case in seeded_choice(cases, missing, seed + rank)]
+    return chosen

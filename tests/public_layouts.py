@@ -159,20 +159,25 @@ class CohenFixture:
     excluded: dict[str, str] = field(default_factory=dict)    # filename -> word expected in the skip reason
 
 
-def _cohen_row(patientid: str, view: str, modality: str, filename: str, license: str, folder: str = "images") -> dict:
+def _cohen_row(patientid: str, view: str, modality: str, filename: str, license: str, folder: str = "images",
+               url: str = "https://pubs.rsna.org/doi/10.1148/radiol.2020200490") -> dict:
     row = dict.fromkeys(COHEN_COLUMNS, "")
     row.update(patientid=patientid, offset="0", sex="M", age="60", finding="Pneumonia/Viral/COVID-19",
                view=view, modality=modality, date="2020", location="Somewhere", folder=folder,
-               filename=filename, url="https://radiopaedia.org/cases/x", license=license)
+               filename=filename, url=url, license=license)
     return row
 
 
-def make_covid_chestxray(root: Path, via_location: str = "ct2xray", size: int = 96) -> CohenFixture:
+def make_covid_chestxray(root: Path, via_location: str = "ct2xray", size: int = 96,
+                         radiopaedia_cases: tuple[int, ...] = ()) -> CohenFixture:
     """covid-chestxray-dataset layout (metadata.csv, images/) with CT2Xray VIA annotations.
 
     ``via_location``: "ct2xray" writes ``xrays_only/train`` and ``mixed/val`` files in ``root``;
     "ct2xray_clone" puts them under ``root/CT2Xray``; "annotations" writes
-    ``root/annotations/via_region_data.json``.
+    ``root/annotations/via_region_data.json``. Each number N in ``radiopaedia_cases`` adds
+    Radiopaedia case ``covid-19-pneumonia-N`` as the collection lists it: an annotated PA
+    ``covid-19-pneumonia-N-PA.jpg`` (patientid ``3N0``) and its lateral view under another
+    patientid (``3N1``), both with the case URL (``?lang=us``, as Radiopaedia links carry).
     """
     fixture = CohenFixture(root=root, size=size)
     rows, train, val = [], {}, {}
@@ -213,6 +218,16 @@ def make_covid_chestxray(root: Path, via_location: str = "ct2xray", size: int = 
         fixture.excluded[filename] = reason
     train.update([via_entry("xray7.jpg", [via_polygon(*square(10, 10, 5))])])
     fixture.excluded["xray7.jpg"] = "metadata.csv"
+    for number in radiopaedia_cases:
+        url = f"https://radiopaedia.org/cases/covid-19-pneumonia-{number}?lang=us"
+        filename = f"covid-19-pneumonia-{number}-PA.jpg"
+        rows.append(_cohen_row(f"3{number}0", "PA", "X-ray", filename, "CC BY-NC-SA", url=url))
+        rows.append(_cohen_row(f"3{number}1", "L", "X-ray", f"covid-19-pneumonia-{number}-L.jpg", "CC BY-NC-SA",
+                               url=url))
+        add_image(filename, 30 + number)
+        train.update([via_entry(filename, [via_polygon(*square(12, 12, 9))])])
+        fixture.kept[filename] = {"patientid": f"3{number}0", "license": "CC BY-NC-SA", "view": "PA",
+                                  "squares": [(12, 12, 9)]}
     # A frontal, unannotated image is in metadata.csv and images/ but in no VIA file: not a case.
     rows.append(_cohen_row("99", "PA", "X-ray", "unannotated.png", ""))
     add_image("unannotated.png", 20)

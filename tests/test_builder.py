@@ -16,7 +16,7 @@ from chexmix_dataset.cli import main
 from chexmix_dataset.errors import ChexmixInputError
 from chexmix_dataset.lesions import decode_rle
 from chexmix_dataset.projection import ProjectorOptions
-from chexmix_dataset.splits import mixed_plan, parse_split, patient_split
+from chexmix_dataset.splits import parse_split, patient_split
 from public_layouts import make_covid19_ct_seg_zenodo, make_covid_chestxray, make_ct_folder
 
 SMALL_SAMPLE = dict(sample_n_ct=6, sample_n_cxr=10, sample_ct_shape=(64, 64, 24), sample_cxr_size=128,
@@ -85,15 +85,6 @@ def test_patient_split_never_shares_patients_and_follows_the_ratio():
             assert not {patients[i] for i in train} & {patients[i] for i in test}
             assert sorted(train + test) == list(range(100))
             assert abs(len(train) / 100 - parse_split(ratio)) < 0.08
-
-
-def test_mixed_plan_replaces_the_paper_share():
-    cxr_train = [f"cxr{i}" for i in range(60)]
-    plan = mixed_plan(cxr_train, ["t1"], [f"ct{i}" for i in range(80)], PAPER_CT_FRACTION, seed=0)
-    assert len(plan.train) == 60
-    assert sum(item.startswith("ct") for item in plan.train) == 50  # the paper: 10 CXRs + 50 projections
-    short = mixed_plan(cxr_train, ["t1"], ["ct0", "ct1"], PAPER_CT_FRACTION, seed=0)
-    assert len(short.train) == 12 and "only 2 CT projections" in short.notes[0]
 
 
 @pytest.mark.parametrize("text, fraction", [("60/40", 0.6), ("80/20", 0.8), ("70:30", 0.7), ("0.75", 0.75)])

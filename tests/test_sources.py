@@ -45,7 +45,8 @@ def test_ct_seg_zenodo_layout_cases_patients_and_masks(tmp_path):
     assert cases["coronacases_001"].origin == "covid19-ct-seg/coronacases"
     assert cases["coronacases_001"].stored_window_hu is None
     # Two series of Radiopaedia case 10 are one patient.
-    assert cases["radiopaedia_10_85902_1"].patient_id == cases["radiopaedia_10_85902_3"].patient_id == "radiopaedia_10"
+    assert (cases["radiopaedia_10_85902_1"].patient_id == cases["radiopaedia_10_85902_3"].patient_id
+            == "radiopaedia-covid-19-pneumonia-10")
     assert cases["radiopaedia_10_85902_1"].origin == "covid19-ct-seg/radiopaedia"
     assert cases["radiopaedia_10_85902_1"].stored_window_hu == (-1250.0, 250.0)
     for name, case in cases.items():

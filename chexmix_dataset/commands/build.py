@@ -8,6 +8,7 @@ from collections import Counter
 import datasets
 
 from ..builder import image_id_for
+from ..composition import describe_composition, split_composition
 from ..splits import SplitPlan
 from .dataset_args import add_dataset_arguments, builder_from_args
 
@@ -29,6 +30,7 @@ def summarise(dataset: datasets.DatasetDict, plan: SplitPlan) -> str:
             f"{split:>5}: {len(rows)} images, {lesions} lesions, {len(set(columns['patient_id']))} patients; "
             + ", ".join(f"{origin} {count}" for origin, count in sorted(origins.items()))
         )
+        lines.append(f"{'':>7}{describe_composition(split_composition(rows))}")
         produced = set(columns["image_id"])
         skipped += [f"skipped {image_id_for(item)}: could not be loaded (see the warning above)"
                     for item in planned.get(split, []) if image_id_for(item) not in produced]

@@ -44,7 +44,7 @@ def coco_split(dataset: datasets.DatasetDict, split: str, image_dir: Path) -> di
         images.append({
             "id": image_id, "file_name": file_name, "width": width, "height": height, "license": license_id,
             "chexmix_image_id": row["image_id"], "source": row["source"], "origin": row["origin"],
-            "patient_id": row["patient_id"], "license_name": row["license"],
+            "patient_id": row["patient_id"], "license_name": row["license"], "view_deg": row.get("view_deg"),
         })
         objects = row["objects"]
         for k in range(len(objects["id"])):

@@ -27,6 +27,9 @@ class CTCase:
             voxels hold grey values 0-255 made by clipping HU to this window and scaling it
             linearly (lo -> 0, hi -> 255), so HU = lo + value * (hi - lo) / 255. The
             COVID-19-CT-Seg Radiopaedia cases are stored this way, with (-1250, 250).
+        view_deg: the patient's turn about the superior-inferior axis in degrees for this
+            projection (:mod:`chexmix_dataset.views`); 0 is the CT as scanned. Sources always
+            give 0; a mix that needs more projections than CTs adds turned views.
     """
 
     case_id: str
@@ -37,6 +40,7 @@ class CTCase:
     mask_path: Path | None
     lesion_types: dict[int, str] = field(default_factory=lambda: {1: "lesion"})
     stored_window_hu: tuple[float, float] | None = None
+    view_deg: float = 0.0
 
 
 @dataclass(frozen=True)

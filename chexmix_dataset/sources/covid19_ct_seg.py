@@ -28,9 +28,11 @@ Intensities: the dataset's benchmark README (JunMa11/COVID-19-CT-Seg-Benchmark) 
 ``stored_window_hu=(-1250, 250)`` so the projector can map them back to HU.
 
 Patients: each coronacases CT is one patient. Radiopaedia file names are
-``radiopaedia_<case>_<study>_<series>``; ``radiopaedia_10_85902_1``/``_10_85902_3`` and
-``radiopaedia_29_86490_1``/``_29_86491_1`` are two scans of one Radiopaedia case each, so the
-patient id is ``radiopaedia_<case>`` to keep both scans on the same side of a split.
+``radiopaedia_<case>_<study>_<series>``, case ``<case>`` being Radiopaedia's
+``covid-19-pneumonia-<case>`` (the Kaggle names spell it out); ``radiopaedia_10_85902_1``/
+``_10_85902_3`` and ``radiopaedia_29_86490_1``/``_29_86491_1`` are two scans of one case each.
+The patient id is ``radiopaedia-covid-19-pneumonia-<case>``, shared by both scans of a case and
+by the same case's CXRs in the COVID-19 image data collection (see :mod:`.patients`).
 
 Licence: third-party listings of the Zenodo record (sfu-db/covid19-datasets, several READMEs)
 give CC BY 4.0, while the dataset authors' benchmark README lists COVID-19-CT-Seg as
@@ -50,6 +52,7 @@ import nibabel as nib
 from ..errors import ChexmixInputError
 from .base import CTCase, SkippedItem, SourceScan
 from .download import download_and_extract
+from .patients import radiopaedia_case_from_ma_name, radiopaedia_patient_id
 
 NAME = "covid19_ct_seg"
 HOMEPAGE = "https://zenodo.org/records/3757476"
@@ -83,7 +86,6 @@ LAYOUT = (f"{ZENODO_CT_DIR}/<case>.nii.gz + {ZENODO_MASK_DIR}/<case>.nii.gz (Zen
 
 _KAGGLE_CORONACASES = re.compile(r"^coronacases_org_(\d+)$")
 _KAGGLE_RADIOPAEDIA = re.compile(r"^radiopaedia_org_covid-19-pneumonia-(\d+_\d+_\d+)-dcm$")
-_RADIOPAEDIA_CASE = re.compile(r"^radiopaedia_(\d+)_\d+_\d+$")
 
 
 def _stem(path: Path) -> str:
@@ -106,8 +108,8 @@ def case_name(ct_stem: str) -> str:
 
 def _case(name: str, ct_path: Path, mask_path: Path) -> CTCase:
     if name.startswith("radiopaedia"):
-        match = _RADIOPAEDIA_CASE.match(name)
-        patient = f"radiopaedia_{match.group(1)}" if match else name
+        slug = radiopaedia_case_from_ma_name(name)
+        patient = radiopaedia_patient_id(slug) if slug else name
         return CTCase(case_id=name, patient_id=patient, origin="covid19-ct-seg/radiopaedia", license=LICENSE,
                       ct_path=ct_path, mask_path=mask_path, lesion_types=dict(LESION_TYPES),
                       stored_window_hu=RADIOPAEDIA_WINDOW_HU)

@@ -13,7 +13,11 @@ up with the search tool in ieee8023/covid-chestxray-dataset at its latest indexe
 
 ``patientid`` is a string ("350a" exists); ``view`` is PA, AP, AP Supine, L (lateral), Axial or
 Coronal (SCHEMA.md); ``modality`` is "X-ray" or "CT"; ``license`` is e.g. "CC BY-NC-SA" or
-blank when unknown.
+blank when unknown; ``url`` of a Radiopaedia case is ``https://radiopaedia.org/cases/<slug>``.
+
+Patient ids are ``covid-chestxray-dataset-<patientid>``, except for Radiopaedia cases, which
+are ``radiopaedia-<slug>`` so that they match the same case's CT in other sources (see
+:mod:`.patients`).
 
 Lesion polygons (VIA JSON, see :mod:`.annotations`): CT2Xray keeps the real-CXR annotations in
 ``xrays_only/train/via_region_data.json`` (training images) and ``mixed/val/via_region_data.json``
@@ -43,6 +47,7 @@ from ..errors import ChexmixInputError
 from .annotations import Region, image_size, load_annotated_image, read_via
 from .base import CXRCase, SkippedItem, SourceScan
 from .download import download_and_extract
+from .patients import linked_patient_ids
 
 NAME = "covid_chestxray"
 ORIGIN = "covid-chestxray-dataset"
@@ -111,7 +116,8 @@ def is_frontal(view: str) -> bool:
     return " ".join(view.lower().replace("_", " ").split()) in FRONTAL_VIEWS
 
 
-def _case(root: Path, filename: str, row: dict[str, str], regions: tuple[Region, ...]) -> CXRCase | SkippedItem:
+def _case(root: Path, filename: str, row: dict[str, str], regions: tuple[Region, ...], patient_id: str
+          ) -> CXRCase | SkippedItem:
     if row.get("modality", "").lower() != "x-ray":
         return SkippedItem(filename, f"modality is {row.get('modality') or 'blank'!r}, not 'X-ray'")
     if not is_frontal(row.get("view", "")):
@@ -126,7 +132,7 @@ def _case(root: Path, filename: str, row: dict[str, str], regions: tuple[Region,
         return SkippedItem(str(image_path), str(exc))
     return CXRCase(
         image_id=f"{ORIGIN}-{Path(filename).stem}",
-        patient_id=f"{ORIGIN}-{row['patientid']}",
+        patient_id=patient_id,
         origin=ORIGIN,
         license=row.get("license") or LICENSE,
         load=functools.partial(load_annotated_image, str(image_path), regions),
@@ -137,6 +143,10 @@ def _case(root: Path, filename: str, row: dict[str, str], regions: tuple[Region,
 def scan_with(root: Path, annotation_files: list[Path]) -> SourceScan:
     """Join metadata.csv and the images under ``root`` with the given VIA files."""
     metadata = read_metadata(root / "metadata.csv")
+    # Every row links patients, annotated or not: a Radiopaedia case seen only in an
+    # unannotated row still joins two patient ids.
+    patients = linked_patient_ids(((row["patientid"], row.get("url", "")) for row in metadata.values()),
+                                  prefix=f"{ORIGIN}-")
     result = SourceScan()
     annotated: dict[str, tuple[Region, ...]] = {}
     for via_path in annotation_files:
@@ -154,7 +164,7 @@ def scan_with(root: Path, annotation_files: list[Path]) -> SourceScan:
             result.skipped.append(SkippedItem(filename, "annotated image is not listed in metadata.csv "
                                                         "(CT2Xray's xray<N>.jpg are CT projections, not real CXRs)"))
             continue
-        case = _case(root, filename, row, regions)
+        case = _case(root, filename, row, regions, patients[row["patientid"]])
         (result.skipped if isinstance(case, SkippedItem) else result.cxr_cases).append(case)
     return result
 

@@ -1,0 +1,67 @@
+"""Extra frontal views of one CT: the patient rotated about the superior-inferior axis.
+
+Real frontal chest X-rays are rarely taken with the patient perfectly square to the detector;
+rotations of a few degrees about the body's long axis are common. When a mix needs more CT
+projections than there are CTs, each CT contributes several such views (see
+:func:`chexmix_dataset.splits.mixed_plan`).
+
+Convention: ``view_deg`` is a right-handed rotation of the patient about the +z (superior)
+axis of the RAS+ volume, about the centre of each axial slice. Seen from the head, a positive
+angle turns the patient counter-clockwise: the patient's right side moves anteriorly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+from scipy import ndimage
+
+from .volume import CTVolume
+
+#: Views per CT in the order a mix takes them: the CT as scanned, then small turns each way.
+VIEW_ANGLES_DEG: tuple[float, ...] = (0.0, 5.0, -5.0, 10.0, -10.0)
+
+
+def _slice_transform(view_deg: float, spacing_xy_mm: tuple[float, float], shape_xy: tuple[int, int]
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """(matrix, offset) mapping output voxel (i, j) to input voxel for scipy's affine_transform.
+
+    The rotation acts in millimetres, so anisotropic in-plane spacing stays correct:
+    input = S^-1 R^-1 S (output - centre) + centre, with S = diag(spacing).
+    """
+    theta = np.deg2rad(view_deg)
+    inverse_rotation = np.array([[np.cos(theta), np.sin(theta)], [-np.sin(theta), np.cos(theta)]])
+    scale = np.diag(spacing_xy_mm)
+    matrix = np.linalg.inv(scale) @ inverse_rotation @ scale
+    centre = (np.asarray(shape_xy, dtype=np.float64) - 1.0) / 2.0
+    return matrix, centre - matrix @ centre
+
+
+def rotate_about_si(ct: CTVolume, view_deg: float) -> CTVolume:
+    """``ct`` with the patient turned by ``view_deg`` degrees about the superior-inferior axis.
+
+    Voxels are resampled linearly (the volume's own dtype, rounded for integers) and lesion
+    labels by nearest neighbour, slice by slice, so no float copy of the whole volume is made.
+    What the turn brings into the field of view is filled with the volume's lowest value (its
+    air or padding, which projects as no attenuation). The grid, spacing and affine are kept:
+    the view is a new patient pose on the same scanner grid. ``view_deg == 0`` returns ``ct``.
+    """
+    if view_deg == 0:
+        return ct
+    nx, ny, _ = ct.shape
+    matrix, offset = _slice_transform(view_deg, (ct.spacing_mm[0], ct.spacing_mm[1]), (nx, ny))
+    fill = float(ct.voxels.min()) if ct.voxels.size else 0.0
+    is_integer = np.issubdtype(ct.voxels.dtype, np.integer)
+    voxels = np.empty_like(ct.voxels)
+    for z in range(ct.shape[2]):
+        turned = ndimage.affine_transform(ct.voxels[:, :, z].astype(np.float32), matrix, offset, order=1,
+                                          mode="constant", cval=fill)
+        voxels[:, :, z] = np.rint(turned) if is_integer else turned
+    labels = None
+    if ct.lesion_labels is not None:
+        labels = np.empty_like(ct.lesion_labels)
+        for z in range(ct.shape[2]):
+            labels[:, :, z] = ndimage.affine_transform(ct.lesion_labels[:, :, z], matrix, offset, order=0,
+                                                       mode="constant", cval=0)
+    return dataclasses.replace(ct, voxels=voxels, lesion_labels=labels)
