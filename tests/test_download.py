@@ -10,6 +10,7 @@ import hashlib
 import http.server
 import io
 import json
+import logging
 import socket
 import subprocess
 import sys
@@ -18,13 +19,14 @@ import zipfile
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import datasets
 import pytest
 
 from chexmix_dataset.builder import default_config, make_builder
 from chexmix_dataset.cli import main
 from chexmix_dataset.errors import ChexmixInputError
 from chexmix_dataset.sources import covid19_ct_seg, covid_chestxray
-from chexmix_dataset.sources.download import RECORDS_FILE, download_records, mirrored_url
+from chexmix_dataset.sources.download import RECORDS_FILE, download_records, fetch, mirrored_url, read_records
 from public_layouts import make_covid19_ct_seg_zenodo, make_covid_chestxray
 
 GITHUB_ARCHIVE_TOP = "covid-chestxray-dataset-master/"
@@ -199,6 +201,12 @@ def test_mirrored_url_keeps_host_path_and_query(monkeypatch):
         mirrored_url(url, "proxy.lan/cache")
 
 
+def test_the_mirror_does_not_name_the_cache(tmp_path):
+    plain = make_builder("mixed", cache_dir=tmp_path).cache_dir
+    assert make_builder("mixed", cache_dir=tmp_path, mirror="http://proxy.lan/m").cache_dir == plain
+    assert make_builder("mixed", cache_dir=tmp_path, seed=1).cache_dir != plain
+
+
 # --- builds through the real download manager ---------------------------------------------------
 
 
@@ -323,6 +331,33 @@ def test_an_unreachable_mirror_names_the_url_and_suggests_data_dir(tmp_path, pub
     line = err.strip().splitlines()[-1]
     assert line.startswith("chexmix build: error:") and f"{base}/{served_key(CT_ZIP)}" in line
     assert "cannot reach 127.0.0.1" in line and "--data-dir" in line
+
+
+def test_offline_mode_is_worded_as_offline(tmp_path, public, mirror, capsys, monkeypatch):
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    code, out, err = build(capsys, "--config", "ct_projections", "--mirror", mirror.base, "--cache-dir", str(tmp_path))
+    assert code == 2
+    line = err.strip().splitlines()[-1]
+    assert f"{mirror.base}/{served_key(CT_ZIP)}" in line and "offline mode is on" in line and "--data-dir" in line
+    assert [method for method, _ in mirror.requests] == []
+
+
+def test_a_new_download_with_other_bytes_updates_its_record_and_says_so(tmp_path, public, mirror, caplog):
+    dl_manager = datasets.DownloadManager(download_config=datasets.DownloadConfig(cache_dir=str(tmp_path),
+                                                                                  use_etag=False))
+    url = covid_chestxray.URLS["via_val"]
+    first = fetch(dl_manager, url, "covid_chestxray", "layout", mirror.base)
+    assert fetch(dl_manager, url, "covid_chestxray", "layout", mirror.base) == first
+    assert mirror.gets(url) == 1  # the record is reused, nothing is asked again
+    first.unlink()  # the cached file is gone: the next build downloads again, and gets other bytes
+    changed = public["bodies"][url].replace(b"12442", b"12443")
+    mirror.files[served_key(url)] = changed
+    with caplog.at_level(logging.WARNING, logger="chexmix_dataset.sources.download"):
+        fetch(dl_manager, url, "covid_chestxray", "layout", mirror.base)
+    assert mirror.gets(url) == 2
+    record = read_records(tmp_path)[url]
+    assert (record["sha256"], record["bytes"]) == (hashlib.sha256(changed).hexdigest(), len(changed))
+    assert hashlib.sha256(public["bodies"][url]).hexdigest() in caplog.text and record["sha256"] in caplog.text
 
 
 def test_an_interrupted_extraction_is_not_trusted(tmp_path, public, mirror, capsys):
