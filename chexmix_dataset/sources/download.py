@@ -157,28 +157,29 @@ def _first_line(exc: BaseException) -> str:
 
 def _failure(exc: BaseException, url: str, source: str, layout: str) -> str:
     """What went wrong, in one line; offline advice only where the network is the problem."""
-    local = (f"or download it yourself and pass --data-dir DIR where DIR (or DIR/{source}) holds: {layout}")
+    return f"download of the {source} source failed: {_reason(exc, url, source, layout)}"
+
+
+def _reason(exc: BaseException, url: str, source: str, layout: str) -> str:
+    local = f"download it yourself and pass --data-dir DIR where DIR (or DIR/{source}) holds: {layout}"
     for cause in _chain(exc):
         # Matched by class name: aiohttp is optional until fsspec's HTTP support is installed.
         names = {cls.__name__ for cls in type(cause).__mro__}
         if isinstance(cause, ImportError):
-            return (f"download failed: fsspec's HTTP support is not installed ({_first_line(cause)}); "
-                    "install it with pip install 'fsspec[http]' (chexmix declares it), " + local)
+            return (f"fsspec's HTTP support is not installed ({_first_line(cause)}); "
+                    "install it with pip install 'fsspec[http]' (chexmix declares it), or " + local)
         if "OfflineModeIsEnabled" in names:
-            return f"not downloaded: offline mode is on (HF_HUB_OFFLINE); {local}"
+            return f"offline mode is on (HF_HUB_OFFLINE); {local}"
         if "ClientResponseError" in names:
             status, reason = getattr(cause, "status", "?"), getattr(cause, "message", "") or ""
-            return (f"download failed: the server answered HTTP {status} {reason}".rstrip()
-                    + f"; check the URL and any --mirror/${MIRROR_ENV}, {local}")
+            return (f"the server answered HTTP {status} {reason}".rstrip()
+                    + f"; check the URL and any --mirror/${MIRROR_ENV}, or {local}")
         if "ClientPayloadError" in names:
-            return (f"download failed: the connection closed before the whole file arrived "
-                    f"({_first_line(cause)}); nothing was kept, rerun to fetch it again")
+            return (f"the connection closed before the whole file arrived ({_first_line(cause)}); "
+                    "nothing was kept, rerun to fetch it again")
         if names & {"ClientConnectionError", "ConnectionError", "TimeoutError", "FSTimeoutError", "gaierror"}:
-            host = urlsplit(url).netloc
-            return (f"download failed: cannot reach {host} ({_first_line(cause)}); without network access, "
-                    "download it yourself and pass --data-dir DIR where DIR "
-                    f"(or DIR/{source}) holds: {layout}")
-    return f"download failed ({_first_line(exc)}); {local}"
+            return f"cannot reach {urlsplit(url).netloc} ({_first_line(cause)}); without network access, {local}"
+    return f"{_first_line(exc)}; {local}"
 
 
 # --- fetching --------------------------------------------------------------------------------
