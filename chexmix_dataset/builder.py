@@ -79,6 +79,9 @@ class CheXMixConfig(datasets.BuilderConfig):
         sample_n_ct, sample_n_cxr: ``sample`` only: phantom CTs and CXR stand-ins to make.
         sample_ct_shape: ``sample`` only: phantom CT shape (x, y, z) in voxels.
         sample_cxr_size: ``sample`` only: stand-in CXR size in px.
+        mirror: base URL the sources' downloads are fetched through (None: ``$CHEXMIX_MIRROR``;
+            see :mod:`.sources.download`). Not part of the cache's name: it changes where the
+            bytes come from, not the data, and each download's sha256 is recorded.
     """
 
     train_test_split: str = "60/40"
@@ -90,6 +93,12 @@ class CheXMixConfig(datasets.BuilderConfig):
     sample_n_cxr: int = 20
     sample_ct_shape: tuple[int, int, int] = (128, 128, 48)
     sample_cxr_size: int = 256
+    mirror: str | None = None
+
+    def create_config_id(self, config_kwargs: dict, custom_features: datasets.Features | None = None) -> str:
+        # A mirror serves the same files; rows built from them are reused under any mirror.
+        kept = {key: value for key, value in config_kwargs.items() if key != "mirror"}
+        return super().create_config_id(kept, custom_features)
 
 
 class CheXMix(datasets.GeneratorBasedBuilder):
@@ -152,7 +161,7 @@ class CheXMix(datasets.GeneratorBasedBuilder):
                                          ct_shape=tuple(config.sample_ct_shape), cxr_size=config.sample_cxr_size))
         if names:
             data_dir = None if config.data_dir is None else Path(config.data_dir)
-            scan.add(scan_sources(names, data_dir, dl_manager))
+            scan.add(scan_sources(names, data_dir, dl_manager, mirror=config.mirror))
         return scan
 
     def plan(self, dl_manager: datasets.DownloadManager | None = None) -> SplitPlan:

@@ -9,6 +9,7 @@ import datasets
 
 from ..builder import image_id_for
 from ..composition import describe_composition, split_composition
+from ..sources.download import download_records, format_record
 from ..splits import SplitPlan
 from .dataset_args import add_dataset_arguments, builder_from_args
 
@@ -45,9 +46,11 @@ def run(args: argparse.Namespace) -> int:
     builder.download_and_prepare(num_proc=args.num_proc)
     dataset = builder.as_dataset()
     print(f"CheXMix {args.config} (split {args.split}, seed {args.seed}) in {builder.cache_dir}")
-    # Planning again only reads metadata (downloads come from datasets' cache), so the summary
-    # is the same whether the rows were just generated or reused from the cache.
-    download_config = datasets.DownloadConfig(cache_dir=builder._cache_downloaded_dir)
-    dl_manager = datasets.DownloadManager(dataset_name="chexmix", download_config=download_config)
-    print(summarise(dataset, builder.plan(dl_manager)))
+    # Planning again only reads metadata: the download manager download_and_prepare made reuses
+    # the recorded downloads without the network, so the summary is the same whether the rows
+    # were just generated or reused from the cache.
+    plan = builder.plan(builder.dl_manager)
+    for record in download_records(builder):
+        print(format_record(record))
+    print(summarise(dataset, plan))
     return 0

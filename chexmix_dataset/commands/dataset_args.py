@@ -26,6 +26,9 @@ def add_dataset_arguments(parser: argparse.ArgumentParser, config_required: bool
     group.add_argument("--sources", default=None, help="comma-separated source adapters (default: the config's)")
     group.add_argument("--num-proc", type=int, default=None, help="processes for generation")
     group.add_argument("--cache-dir", type=Path, default=None, help="datasets cache folder")
+    group.add_argument("--mirror", default=None, metavar="BASE",
+                       help="fetch each download https://HOST/PATH from BASE/HOST/PATH "
+                            "(default: $CHEXMIX_MIRROR; '' for none)")
 
 
 def builder_from_args(args: argparse.Namespace) -> CheXMix:
@@ -34,6 +37,8 @@ def builder_from_args(args: argparse.Namespace) -> CheXMix:
     projector = dataclasses.replace(default_config(args.config).projector, **changed)
     options = dict(split=args.split, seed=args.seed, ct_fraction=args.ct_fraction, projector=projector,
                    cache_dir=args.cache_dir)
+    if args.mirror is not None:
+        options["mirror"] = args.mirror
     if args.sources:
         options["sources"] = tuple(s.strip() for s in args.sources.split(",") if s.strip())
     return make_builder(args.config, args.data_dir, **options)

@@ -2,7 +2,7 @@
 
 Each adapter offers ``NAME``, ``HOMEPAGE``, ``CITATION``, ``LICENSE`` (default per-row licence),
 ``URLS``, ``scan(root) -> SourceScan`` for a local copy in the public layout, and
-``download(dl_manager) -> SourceScan``.
+``download(dl_manager, mirror=None) -> SourceScan`` (``mirror``: see :mod:`.download`).
 """
 
 from __future__ import annotations
@@ -30,12 +30,13 @@ def source_root(name: str, data_dir: Path) -> Path:
     return own if own.is_dir() else Path(data_dir)
 
 
-def scan_sources(names: list[str], data_dir: Path | None, dl_manager: datasets.DownloadManager | None
-                 ) -> SourceScan:
+def scan_sources(names: list[str], data_dir: Path | None, dl_manager: datasets.DownloadManager | None,
+                 mirror: str | None = None) -> SourceScan:
     """Scan (``data_dir`` given) or download (``data_dir`` None) each named source and merge them.
 
     The builder scans ``phantom`` itself (its sizes are config options, its files go to the
-    builder's cache); here it takes its defaults.
+    builder's cache); here it takes its defaults. ``mirror``: base URL downloads are fetched
+    through (None: ``$CHEXMIX_MIRROR``; see :mod:`.download`).
     """
     unknown = [name for name in names if name not in SOURCES]
     if unknown:
@@ -50,6 +51,6 @@ def scan_sources(names: list[str], data_dir: Path | None, dl_manager: datasets.D
         elif dl_manager is None:
             raise ChexmixInputError(f"source {name} needs --data-dir (no download manager to fetch it with)")
         else:
-            scan = adapter.download(dl_manager)
+            scan = adapter.download(dl_manager, mirror=mirror)
         merged.add(scan)
     return merged

@@ -208,9 +208,12 @@ def scan(root: Path) -> SourceScan:
     return scan_folders(ct_dir, root / ZENODO_MASK_DIR)
 
 
-def download(dl_manager: datasets.DownloadManager) -> SourceScan:
-    """Download the two Zenodo archives (about 1.1 GB) and scan them."""
-    paths = download_and_extract(dl_manager, URLS, NAME, LAYOUT)
+def download(dl_manager: datasets.DownloadManager, mirror: str | None = None) -> SourceScan:
+    """Download the two Zenodo archives (about 1.1 GB) and scan them.
+
+    ``mirror``: base URL the files are fetched through (None: ``$CHEXMIX_MIRROR``; see :mod:`.download`).
+    """
+    paths = download_and_extract(dl_manager, URLS, NAME, LAYOUT, mirror)
     return scan_folders(_nifti_folder(paths["ct"]), _nifti_folder(paths["infection_mask"]))
 
 

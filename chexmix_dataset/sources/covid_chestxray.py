@@ -180,9 +180,12 @@ def scan(root: Path) -> SourceScan:
     return scan_with(root, files)
 
 
-def download(dl_manager: datasets.DownloadManager) -> SourceScan:
-    """Download the collection's GitHub archive and CT2Xray's two VIA files, then scan them."""
-    paths = download_and_extract(dl_manager, URLS, NAME, LAYOUT)
+def download(dl_manager: datasets.DownloadManager, mirror: str | None = None) -> SourceScan:
+    """Download the collection's GitHub archive and CT2Xray's two VIA files, then scan them.
+
+    ``mirror``: base URL the files are fetched through (None: ``$CHEXMIX_MIRROR``; see :mod:`.download`).
+    """
+    paths = download_and_extract(dl_manager, URLS, NAME, LAYOUT, mirror)
     root = paths["dataset"]
     nested = root / "covid-chestxray-dataset-master"  # GitHub archives unpack into <repo>-<branch>/
     if nested.is_dir():

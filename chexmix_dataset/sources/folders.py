@@ -216,7 +216,7 @@ def scan_cxr(root: Path) -> SourceScan:
 
 
 def _no_download(name: str, layout: str):
-    def download(dl_manager: datasets.DownloadManager) -> SourceScan:
+    def download(dl_manager: datasets.DownloadManager, mirror: str | None = None) -> SourceScan:
         raise ChexmixInputError(f"the {name} source reads local files only; pass --data-dir DIR where DIR "
                                 f"(or DIR/{name}) holds: {layout}")
     return download

@@ -106,8 +106,8 @@ def scan(root: Path, n_ct: int = DEFAULT_N_CT, n_cxr: int = DEFAULT_N_CXR, seed:
     return result
 
 
-def download(dl_manager: datasets.DownloadManager) -> SourceScan:
-    """Nothing to download: generate the default phantoms in the datasets cache."""
+def download(dl_manager: datasets.DownloadManager, mirror: str | None = None) -> SourceScan:
+    """Nothing to download (``mirror`` is unused): generate the default phantoms in the datasets cache."""
     config = getattr(dl_manager, "download_config", None)
     cache = getattr(config, "cache_dir", None) or datasets.config.HF_DATASETS_CACHE
     return scan(Path(cache) / "chexmix_sources" / NAME)
