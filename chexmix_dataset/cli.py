@@ -19,6 +19,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "export": ("chexmix_dataset.commands.export", "export a config as COCO or VIA (Matterport Mask R-CNN)"),
     "show": ("chexmix_dataset.commands.show", "draw a grid of images with lesion overlays"),
     "bench": ("benchmark.cli", "train and score lesion segmentation models on CheXMix"),
+    "predict": ("benchmark.predict", "predict lesion masks on chest X-rays with a trained model (research only)"),
     "publish": ("chexmix_dataset.commands.publish", "publish CheXMix configs to the Hugging Face Hub"),
 }
 
