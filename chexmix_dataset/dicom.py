@@ -151,7 +151,7 @@ def _check_even_steps(distances: np.ndarray, files: list[Path], folder: Path) ->
     """The slice step (mm) of sorted positions along the normal; refuses gaps and duplicates."""
     steps = np.diff(distances)
     step = float(np.median(steps))
-    if step <= SPACING_TOLERANCE_MM:
+    if steps.min() <= SPACING_TOLERANCE_MM:
         duplicate = int(np.argmin(steps))
         raise ChexmixInputError(
             f"two slices at the same position ({files[duplicate].name}, {files[duplicate + 1].name}): "
