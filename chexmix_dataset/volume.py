@@ -27,6 +27,7 @@ What the grey values of a slice folder mean:
 
 from __future__ import annotations
 
+import gzip
 import logging
 import math
 import os
@@ -127,6 +128,31 @@ def read_nifti(path: str | os.PathLike, what: str = "volume") -> tuple[np.ndarra
     return data, affine
 
 
+_READ_CHUNK_BYTES = 1 << 20
+
+
+def _read_gzip_array(path: Path, proxy) -> np.ndarray:
+    """The stored array of a .nii.gz, decompressed straight into its final buffer.
+
+    nibabel's gzip read holds the decompressed bytes twice at its peak; reading 1 MiB at a time
+    into the array keeps the peak at the volume's size.
+    """
+    dtype, shape = np.dtype(proxy.dtype), tuple(proxy.shape)
+    out = np.empty(int(np.prod(shape, dtype=np.int64)), dtype=dtype.newbyteorder("="))
+    buffer = memoryview(out.view(np.uint8))
+    with gzip.open(path, "rb") as handle:
+        handle.seek(int(proxy.offset))
+        done = 0
+        while done < len(buffer):
+            count = handle.readinto(buffer[done: done + _READ_CHUNK_BYTES])
+            if not count:
+                raise EOFError(f"expected {len(buffer)} bytes of voxels, got {done}")
+            done += count
+    if not dtype.isnative:
+        out.byteswap(inplace=True)
+    return out.reshape(shape, order=proxy.order)
+
+
 def read_nifti_stored(path: str | os.PathLike, what: str = "volume"
                       ) -> tuple[np.ndarray, np.ndarray, float, float]:
     """Read a 3D NIfTI file as (stored array, stored affine, scl_slope, scl_inter).
@@ -143,7 +169,8 @@ def read_nifti_stored(path: str | os.PathLike, what: str = "volume"
         if isinstance(proxy, np.ndarray):
             data, slope, intercept = proxy, 1.0, 0.0
         else:
-            data = np.asanyarray(proxy.get_unscaled())
+            gzipped = str(path).lower().endswith(".gz")
+            data = _read_gzip_array(path, proxy) if gzipped else np.asanyarray(proxy.get_unscaled())
             slope, intercept = float(proxy.slope), float(proxy.inter)
     except (nib.filebasedimages.ImageFileError, EOFError, zlib.error, OSError, ValueError) as exc:
         detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -378,10 +405,14 @@ def load_ct(
         raise ChexmixInputError(f"unknown slice order {slice_order!r} ({' or '.join(SLICE_ORDERS)})")
     ct = _read_any(ct_path, "CT", slice_spacing_mm, slice_order, slice_hu_intercept)
     _check_ct_dtype(ct, ct_path)
+    stored_spacing = np.sqrt((ct.affine[:3, :3] ** 2).sum(axis=0))
+    if not np.all(stored_spacing > 1e-6) or abs(np.linalg.det(ct.affine[:3, :3])) < 1e-9:
+        raise ChexmixInputError(
+            f"CT geometry gives voxel sizes {np.round(stored_spacing, 6).tolist()} mm (or a degenerate affine); "
+            "every voxel size must be positive", ct_path,
+        )
     voxels, affine = to_ras(ct.data, ct.affine)
     spacing = tuple(float(s) for s in np.sqrt((affine[:3, :3] ** 2).sum(axis=0)))
-    if not all(s > 0 for s in spacing):
-        raise ChexmixInputError(f"CT affine gives a voxel size of {spacing} mm; every size must be positive", ct_path)
     labels = None
     if mask_path is not None:
         mask = _read_any(mask_path, "lesion mask", slice_spacing_mm, slice_order, is_mask=True)
