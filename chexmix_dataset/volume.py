@@ -350,7 +350,7 @@ def _check_ct_dtype(stored: _Stored, path: str | os.PathLike) -> None:
 
 
 def _labels_from(mask: np.ndarray, path: str | os.PathLike) -> np.ndarray:
-    """Integer lesion labels from a mask array; 0/255 binary masks become 0/1.
+    """Integer lesion labels from a mask array; 0/255 and 0/65535 binary masks become 0/1.
 
     Only min/max reductions over the whole mask: masks are as large as their CTs.
     """
@@ -401,6 +401,8 @@ def load_ct(
             mask whose RAS+ shape or affine differs from the CT's (affine by more than 1e-3 mm).
     """
     _check_spacing(slice_spacing_mm)
+    if slice_hu_intercept is not None and not math.isfinite(slice_hu_intercept):
+        raise ChexmixInputError(f"slice HU intercept must be a finite number, got {slice_hu_intercept}")
     if slice_order not in SLICE_ORDERS:
         raise ChexmixInputError(f"unknown slice order {slice_order!r} ({' or '.join(SLICE_ORDERS)})")
     ct = _read_any(ct_path, "CT", slice_spacing_mm, slice_order, slice_hu_intercept)

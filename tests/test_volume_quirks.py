@@ -294,3 +294,19 @@ def test_big_endian_gzipped_nifti_reads_the_same_values(tmp_path, phantom):
     assert nib.load(tmp_path / "big.nii.gz").header.endianness == ">"
     ct = load_ct(tmp_path / "big.nii.gz")
     assert ct.voxels.dtype.isnative and np.array_equal(ct.voxels, phantom.hu)
+
+
+def test_stretched_16bit_slices_are_flagged_and_bad_intercepts_refused(tmp_path, phantom, caplog, capsys):
+    # A full-range stretch (0..65535), not stored CT values: HU = value - 1024 would be absurd.
+    hu = phantom.hu.astype(np.float64)
+    stretched = np.rint((hu - hu.min()) / (hu.max() - hu.min()) * 65535).astype(np.uint16)
+    save_slices(tmp_path / "ct", display_slices(stretched))
+    with caplog.at_level("WARNING"):
+        load_ct(tmp_path / "ct")
+    assert any("windowed or stretched" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        load_ct(tmp_path / "ct", slice_hu_intercept=-64535)  # max 1000 HU
+    assert not any("windowed or stretched" in r.getMessage() for r in caplog.records)
+    _refused(capsys, ["project", str(tmp_path / "ct"), "--slice-hu-intercept", "nan", "--out", str(tmp_path / "o")],
+             tmp_path / "o", "intercept", "finite")
