@@ -150,3 +150,14 @@ def test_slice_image_mask_cannot_be_matched_to_a_dicom_ct(tmp_path, series, caps
     for k in range(8):
         Image.fromarray(np.zeros((40, 40), np.uint8)).save(masks / f"m{k}.png")
     _refused(capsys, tmp_path, "mask_slices", "no geometry", "NIfTI", mask=masks)
+
+
+def test_per_slice_rescale_intercepts_give_the_same_hu(tmp_path, series, phantom_nifti):
+    ds = pydicom.dcmread(series[2])
+    ds.PixelData = (ds.pixel_array.astype(np.int32) - 24).astype("<i2").tobytes()  # HU + 1000 stored
+    ds.RescaleIntercept = "-1000"
+    ds.save_as(series[2])
+    hu, _, affine, _ = phantom_nifti
+    ct = load_ct(tmp_path / "dicom")
+    assert ct.voxels.dtype == np.float32 and (ct.value_slope, ct.value_intercept) == (1.0, 0.0)
+    assert np.array_equal(ct.voxels, hu[:, :, :8].astype(np.float32))
