@@ -18,11 +18,17 @@ Two modes:
 
 ``seed``
     The published algorithm of Ramesh, Rister & Rubin (arXiv:2105.08147), exactly: 8-bit axial
-    slices, column sums along anterior-posterior, rows ordered superior at the top, scaled by
-    the maximum to 0-255 uint8 (``rint(sum * 255 / max)``, round half to even) and stretched
-    (PIL bilinear) to 300 rows when shorter. NIfTI input is first scaled to 8 bits over the
-    whole volume, ``rint((v - min) * 255 / (max - min))``; slice-folder input is used as read.
-    Pixels are not made square, as in the original.
+    slices, column sums along anterior-posterior, rows ordered superior at the top as in the
+    paper's listing (``xray[len(images) - 1 - z][x] = sum``). The display step is that of the
+    published ``main.py`` of rvignav/CT2Xray: ``p / max(p) * 255`` truncated to uint8, then
+    stretched to 300 rows when shorter with PIL's default ``resize`` filter (bicubic for 8-bit
+    images). main.py also mirrors left and right (``WIDTH - x - 1``); the paper's listing does
+    not, and neither does CheXMix. Calibrated input (NIfTI, DICOM, 16-bit slices) is first
+    scaled to 8 bits over the whole volume, ``rint((v - min) * 255 / (max - min))`` of the
+    calibrated values ``v`` (float64); 8-bit slice folders are used as read. Pixels are not
+    made square, as in the original. Only square axial slices are accepted: the published loop
+    swaps PIL's width and height, so other slices come out scrambled (wider than tall) or
+    crash it (taller than wide) while the lesion masks would keep the true geometry.
 
 Lesions: a pixel is lesion where the ray's path through the lesion is at least
 ``min_lesion_mm`` (default: one voxel along anterior-posterior). Each 3D connected component
@@ -45,6 +51,9 @@ from .volume import CTVolume
 
 MU_WATER_60KEV_PER_MM = 0.0206
 SEED_MIN_ROWS = 300
+# Longest image side: a 43 cm flat-panel detector at its finest 0.1 mm pitch is about 4300 px;
+# beyond this a typo (--size 100000 would need 37 GiB) rather than a wish.
+MAX_SIZE_PX = 4096
 # Chunks of about 256 k voxels: temporaries stay in the CPU cache and never near the volume's size.
 _CHUNK_VOXELS = 1 << 18
 
@@ -55,7 +64,7 @@ class ProjectorOptions:
 
     Attributes:
         mode: "physics" (default) or "seed" (the published algorithm).
-        size_px: physics mode: length in px of the image's longer side.
+        size_px: physics mode: length in px of the image's longer side, 8 to 4096.
         mu_water_per_mm: linear attenuation of water (1/mm) in physics mode.
         window_percentiles: physics mode: percentiles of the line integral mapped to 0 and 255.
         slice_hu_range: HU assumed for grey 0 and 255 when a slice folder (no HU) is projected
@@ -78,8 +87,10 @@ class ProjectorOptions:
     def __post_init__(self) -> None:
         if self.mode not in ("physics", "seed"):
             raise ChexmixInputError(f"unknown projection mode {self.mode!r} (physics or seed)")
-        if self.size_px < 8:
-            raise ChexmixInputError(f"image size must be at least 8 px, got {self.size_px}")
+        if isinstance(self.size_px, bool) or not isinstance(self.size_px, (int, np.integer)):
+            raise ChexmixInputError(f"image size must be a whole number of px, got {self.size_px!r}")
+        if not 8 <= self.size_px <= MAX_SIZE_PX:
+            raise ChexmixInputError(f"image size must be 8 to {MAX_SIZE_PX} px, got {self.size_px}")
         if self.min_lesion_mm is not None and self.min_lesion_mm <= 0:
             raise ChexmixInputError(f"--min-lesion-mm must be positive, got {self.min_lesion_mm}")
 
@@ -140,28 +151,43 @@ def line_integral_mm(voxels: np.ndarray, dy_mm: float, mu_water_per_mm: float,
     """
     ny = voxels.shape[1]
     per_hu = mu_water_per_mm / 1000.0 * dy_mm
-    if (np.issubdtype(voxels.dtype, np.signedinteger) and voxels.dtype.itemsize <= 2
-            and hu_scale == 1.0 and hu_offset == 0.0):
-        # Integer HU: clip at -1000 and sum exactly in int32 (|sum| < ny * 2**15), then scale once.
-        # Chunks with nothing below -1000 (no padding) skip the clip: the sum alone is the floor.
-        floor = np.asarray(-1000, dtype=voxels.dtype)
+    floor = _integer_floor(voxels.dtype, hu_scale, hu_offset)
+    if floor is not None:
+        # Integer voxels, HU = v + integer offset: clip v where HU is -1000 and sum exactly in
+        # int32/int64, then shift once. Exact, and no float copy of any chunk.
+        info = np.iinfo(voxels.dtype)
         buffer = [np.empty(0, dtype=voxels.dtype)]  # reused: a fresh temporary per chunk costs page faults
 
         def clip(part: np.ndarray) -> np.ndarray:
-            if part.min() >= floor:
+            if floor <= info.min or part.min() >= floor:  # nothing below -1000 HU (no padding)
                 return part
             if buffer[0].size < part.size:
                 buffer[0] = np.empty(part.size, dtype=voxels.dtype)
-            return np.maximum(part, floor, out=buffer[0][: part.size].reshape(part.shape))
+            return np.maximum(part, voxels.dtype.type(floor), out=buffer[0][: part.size].reshape(part.shape))
 
-        sums = _reduce_ap(voxels, clip, np.int64 if ny > 65535 else np.int32)
+        bound = ny * max(abs(info.min), info.max)
+        sums = _reduce_ap(voxels, clip, np.int64 if bound >= 2**31 else np.int32)
+        hu_sums = sums.astype(np.float64) + float(hu_offset) * ny
     else:
-        sums = _reduce_ap(
+        hu_sums = _reduce_ap(
             voxels,
             lambda part: np.maximum(part.astype(np.float64) * hu_scale + hu_offset, -1000.0),
             np.float64,
         )
-    return (sums.astype(np.float64) + 1000.0 * ny) * per_hu
+    return (hu_sums + 1000.0 * ny) * per_hu
+
+
+def _integer_floor(dtype: np.dtype, hu_scale: float, hu_offset: float) -> int | None:
+    """The stored value at -1000 HU when the exact integer path applies, else None.
+
+    Applies to integers of at most 16 bits with ``HU = v + k`` for an integer ``k`` (slope 1:
+    HU stored as is, or DICOM/NIfTI intercepts such as -1024), and a floor the type can hold
+    or lies below.
+    """
+    if dtype.kind not in "iu" or dtype.itemsize > 2 or hu_scale != 1.0 or hu_offset != int(hu_offset):
+        return None
+    floor = -1000 - int(hu_offset)
+    return floor if floor <= np.iinfo(dtype).max else None
 
 
 def to_radiograph_layout(ap_map: np.ndarray) -> np.ndarray:
@@ -201,22 +227,38 @@ def volume_to_uint8(voxels: np.ndarray) -> np.ndarray:
     return out
 
 
-def _seed_column_sums(voxels: np.ndarray, is_hounsfield: bool) -> np.ndarray:
+def _calibrated(values: np.ndarray, slope: float, intercept: float) -> np.ndarray:
+    """``values * slope + intercept`` in float64, in nibabel's order of operations (bit for bit)."""
+    values = values.astype(np.float64)
+    if slope != 1.0:
+        values = values * slope
+    if intercept != 0.0:
+        values = values + intercept
+    return values
+
+
+def _seed_column_sums(ct: CTVolume) -> np.ndarray:
     """Square slices: sums over anterior-posterior of the 8-bit slices, an (nx, nz) int array.
 
     For square slices the published row cutting is the plain image, so the loop's column sums
-    are sums along y. 16-bit volumes go through a 65536-entry lookup table computed with the
-    documented float64 formula (same values, one gather instead of float arithmetic).
+    are sums along y. Calibrated volumes are scaled to 8 bits over their calibrated values
+    ``v = stored * slope + intercept`` (float64, as nibabel computes them), so a scaled NIfTI
+    gives the very image its float64 HU would. 8- and 16-bit volumes go through a lookup table
+    over every stored code computed with that formula (same values, one gather per voxel).
     """
-    if voxels.dtype == np.uint8 and not is_hounsfield:
+    voxels = ct.voxels
+    if voxels.dtype == np.uint8 and not ct.is_hounsfield:
         return _reduce_ap(voxels, lambda part: part, np.int64)
-    to_uint8 = _uint8_scaling(float(voxels.min()), float(voxels.max()))
-    if voxels.dtype in (np.int16, np.uint16, np.uint8, np.int8):
-        codes = np.arange(2 ** (8 * voxels.dtype.itemsize), dtype=np.uint16 if voxels.dtype.itemsize == 2 else np.uint8)
-        table = to_uint8(codes.view(voxels.dtype))  # table[stored bits] = 8-bit value
-        unsigned = np.uint16 if voxels.dtype.itemsize == 2 else np.uint8
+    slope, intercept = ct.value_slope, ct.value_intercept
+    low, high = (_calibrated(np.asarray([voxels.min(), voxels.max()]), slope, intercept))
+    # The calibration is monotonic (and so is its rounding): the extremes come from the stored ones.
+    to_uint8 = _uint8_scaling(float(min(low, high)), float(max(low, high)))
+    if voxels.dtype.kind in "iu" and voxels.dtype.itemsize <= 2:
+        unsigned = np.dtype(f"u{voxels.dtype.itemsize}")
+        codes = np.arange(2 ** (8 * voxels.dtype.itemsize), dtype=unsigned).view(voxels.dtype)
+        table = to_uint8(_calibrated(codes, slope, intercept))  # table[stored bits] = 8-bit value
         return _reduce_ap(voxels, lambda part: table[part.view(unsigned)], np.int64)
-    return _reduce_ap(voxels, to_uint8, np.int64)
+    return _reduce_ap(voxels, lambda part: to_uint8(_calibrated(part, slope, intercept)), np.int64)
 
 
 def seed_slices(voxels_ras: np.ndarray, is_hounsfield: bool) -> np.ndarray:
@@ -250,20 +292,24 @@ def seed_projection(slices: np.ndarray) -> np.ndarray:
 
 
 def _seed_display(xray: np.ndarray) -> np.ndarray:
-    """Scale column sums by their maximum to uint8; stretch to 300 rows when shorter."""
+    """main.py's display: ``p / max * 255`` truncated to uint8; stretched to 300 rows when shorter.
+
+    The stretch is PIL's default ``resize`` filter, which main.py relies on: bicubic for 'L'
+    images (Pillow >= 7), named here so that a change of Pillow's default cannot change it.
+    """
     peak = xray.max()
-    image = np.rint(xray * (255.0 / peak) if peak > 0 else xray).astype(np.uint8)
+    image = (xray / peak * 255.0 if peak > 0 else xray).astype(np.uint8)  # truncation, as np.array(p, uint8)
     if image.shape[0] < SEED_MIN_ROWS:
-        image = np.asarray(Image.fromarray(image).resize((image.shape[1], SEED_MIN_ROWS), Image.BILINEAR))
+        image = np.asarray(Image.fromarray(image).resize((image.shape[1], SEED_MIN_ROWS), Image.Resampling.BICUBIC))
     return image
 
 
 def _physics_image(ct: CTVolume, options: ProjectorOptions) -> tuple[np.ndarray, np.ndarray, float]:
-    scale, offset = 1.0, 0.0
+    scale, offset = ct.value_slope, ct.value_intercept
     if not ct.is_hounsfield:
-        # Slice folders carry no calibration: grey 0..255 is taken as the documented HU range.
+        # 8-bit grey carries no calibration: grey 0..255 is taken as the documented HU range.
         lo, hi = options.slice_hu_range
-        scale, offset = (hi - lo) / 255.0, lo
+        scale, offset = scale * (hi - lo) / 255.0, offset * (hi - lo) / 255.0 + lo
     integral = line_integral_mm(ct.voxels, ct.spacing_mm[1], options.mu_water_per_mm, scale, offset)
     native = to_radiograph_layout(integral)  # (nz, nx)
     shape, pixel_mm = square_pixel_shape(native.shape[0], native.shape[1], ct.spacing_mm[2], ct.spacing_mm[0],
@@ -327,14 +373,25 @@ def _project_lesions(ct: CTVolume, options: ProjectorOptions, out_shape: tuple[i
     return instances
 
 
+def check_seed_geometry(ct: CTVolume) -> None:
+    """Refuse volumes whose axial slices are not square for seed mode (module docstring)."""
+    nx, ny, _ = ct.shape
+    if nx != ny:
+        shape = "wider than tall, which it scrambles" if nx > ny else "taller than wide, on which it fails"
+        raise ChexmixInputError(
+            f"seed mode needs square axial slices, got {nx} x {ny} px (width x height): the published loop "
+            f"swaps width and height and these slices are {shape}, while the lesion masks keep the true "
+            "geometry; use --mode physics",
+            ct.path,
+        )
+
+
 def project_volume(ct: CTVolume, options: ProjectorOptions | None = None) -> Projection:
     """Project a RAS+ CT to a frontal X-ray with its lesion instances (see module docstring)."""
     options = options or ProjectorOptions()
     if options.mode == "seed":
-        if ct.shape[0] == ct.shape[1]:
-            image = _seed_display(to_radiograph_layout(_seed_column_sums(ct.voxels, ct.is_hounsfield)))
-        else:
-            image = seed_projection(seed_slices(ct.voxels, ct.is_hounsfield))
+        check_seed_geometry(ct)
+        image = _seed_display(to_radiograph_layout(_seed_column_sums(ct)))
         nx, _, nz = ct.shape
         row_mm = ct.spacing_mm[2] * nz / image.shape[0]
         spacing = (row_mm, ct.spacing_mm[0])

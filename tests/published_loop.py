@@ -31,8 +31,16 @@ def published_create_cxr(images: list[str]) -> np.ndarray:
 
 
 def published_display(xray: np.ndarray) -> np.ndarray:
-    """The seed mode's documented post-processing: scale by the max, stretch to >= 300 rows."""
-    image = np.rint(xray * 255.0 / xray.max()).astype(np.uint8)
-    if image.shape[0] < 300:
-        image = np.asarray(Image.fromarray(image).resize((image.shape[1], 300), Image.BILINEAR))
-    return image
+    """The display step of the published ``main.py`` (rvignav/CT2Xray), ported line by line.
+
+    main.py divides by the maximum, multiplies by 255, casts with ``np.array(p, dtype=np.uint8)``
+    (truncation) and stretches images under 300 rows with ``Image.resize``'s default filter.
+    Only its left-right mirror (``WIDTH - x - 1``), absent from the paper's listing, is left out:
+    ``xray`` comes from :func:`published_create_cxr`.
+    """
+    p = xray / np.max(xray) * 255.0
+    array = np.array(p, dtype=np.uint8)
+    image = Image.fromarray(array)  # main.py passes mode 'L', which Pillow now deprecates; 2D uint8 is 'L'
+    if image.size[1] < 300:
+        image = image.resize((image.size[0], 300))
+    return np.asarray(image)

@@ -11,12 +11,15 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
+from chexmix_dataset.errors import ChexmixInputError
 from chexmix_dataset.phantoms import chest_phantom
 from chexmix_dataset.projection import (
     MU_WATER_60KEV_PER_MM,
     ProjectorOptions,
+    _seed_display,
     line_integral_mm,
     project_volume,
+    seed_projection,
 )
 from chexmix_dataset.volume import CTVolume, load_ct
 from published_loop import published_create_cxr, published_display
@@ -42,20 +45,53 @@ def ras_volume(hu: np.ndarray, spacing=(0.7, 0.7, 2.5), labels: np.ndarray | Non
 
 # --- seed mode: identical to the published loop --------------------------------------------------
 
-@pytest.mark.parametrize("rows, cols", [(24, 24), (20, 28)])
-def test_seed_mode_equals_published_loop_on_slice_folder(tmp_path, rows, cols):
+def _moving_structure_slices(rows: int, cols: int, n: int = 12) -> list[np.ndarray]:
     rng = np.random.default_rng(rows * cols)
     slices = []
-    for z in range(12):
+    for z in range(n):
         array = rng.integers(0, 60, size=(rows, cols), dtype=np.uint8)
         array[rows // 4: rows // 2, z % cols: z % cols + 5] = 250  # structure that moves with z
         slices.append(array)
-    paths = write_slices(tmp_path / "slices", slices)
+    return slices
 
+
+def test_seed_mode_equals_published_loop_on_slice_folder(tmp_path):
+    paths = write_slices(tmp_path / "slices", _moving_structure_slices(24, 24))
     expected = published_display(published_create_cxr(paths))
     ct = load_ct(tmp_path / "slices")
     got = project_volume(ct, ProjectorOptions(mode="seed")).image
     assert np.array_equal(got, expected)
+
+
+def test_seed_display_truncates_and_stretches_bicubic_as_main_py():
+    # Sums whose scaled values sit just under an integer: rounding and truncation disagree.
+    xray = np.array([[0.0, 99.9, 199.9, 255.0], [10.0, 54.99, 254.9, 1.0]] * 20)
+    image = _seed_display(xray)
+    assert image.shape == (300, 4)
+    truncated = np.array(xray / xray.max() * 255.0, dtype=np.uint8)
+    assert not np.array_equal(truncated, np.rint(xray / xray.max() * 255.0).astype(np.uint8))
+    bicubic = np.asarray(Image.fromarray(truncated).resize((4, 300), Image.Resampling.BICUBIC))
+    bilinear = np.asarray(Image.fromarray(truncated).resize((4, 300), Image.Resampling.BILINEAR))
+    assert np.array_equal(image, bicubic) and not np.array_equal(image, bilinear)
+    assert np.array_equal(image, published_display(xray))  # main.py's default filter is bicubic
+
+
+def test_seed_loop_on_wide_slices_equals_published_loop(tmp_path):
+    # The vectorised loop reproduces the published scrambling of wide slices ...
+    slices = _moving_structure_slices(20, 28)
+    expected = published_display(published_create_cxr(write_slices(tmp_path / "slices", slices)))
+    assert np.array_equal(seed_projection(np.stack(slices, axis=-1)), expected)
+
+
+@pytest.mark.parametrize("rows, cols, words", [(20, 28, "wider than tall"), (28, 20, "taller than wide")])
+def test_seed_mode_refuses_non_square_slices(tmp_path, rows, cols, words):
+    # ... but project_volume refuses it: the image would not match the (true) lesion masks.
+    write_slices(tmp_path / "slices", _moving_structure_slices(rows, cols))
+    ct = load_ct(tmp_path / "slices")
+    with pytest.raises(ChexmixInputError, match=words) as error:
+        project_volume(ct, ProjectorOptions(mode="seed"))
+    assert str(tmp_path / "slices") in str(error.value)
+    assert max(project_volume(ct, ProjectorOptions(size_px=64)).image.shape) == 64  # physics mode takes it
 
 
 def test_seed_mode_equals_published_loop_on_phantom_nifti(tmp_path):
