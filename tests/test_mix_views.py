@@ -177,3 +177,10 @@ def test_a_radiopaedia_case_is_one_patient_across_cxr_and_ct(tmp_path):
         test_patients = {item.patient_id for item in plan.test}
         train_ct_patients = {item.patient_id for item in plan.train if isinstance(item, CTCase)}
         assert not test_patients & train_ct_patients
+
+
+def test_a_turn_keeps_the_stored_value_calibration():
+    ct = dataclasses.replace(_cube_ct((20.0, 0.0)), value_slope=0.5, value_intercept=-24.0)
+    turned = rotate_about_si(ct, 5.0)
+    assert (turned.value_slope, turned.value_intercept) == (0.5, -24.0)
+    assert turned.voxels.dtype == ct.voxels.dtype
