@@ -222,3 +222,49 @@ def test_patient_level_split_holds_across_new_sources(tmp_path):
         test = {item.patient_id for item in plan.test}
         assert train and test and not train & test
         assert all(not isinstance(item, CTCase) for item in plan.test)
+
+
+# ----------------------------------------------------------------------- --split official ---
+
+def test_split_official_keeps_qata_and_covid_qu_ex_splits(tmp_path):
+    qata = more.make_qata_cov19(tmp_path / "qata_cov19")
+    plan = make_builder("xrays_only", tmp_path, split="official", cache_dir=tmp_path / "cache",
+                        sources=("qata_cov19",)).plan()
+    assert sorted(c.image_id for c in plan.train) == sorted(i for i, e in qata.kept.items() if e["split"] == "train")
+    assert sorted(c.image_id for c in plan.test) == sorted(i for i, e in qata.kept.items() if e["split"] == "test")
+    qu_ex = more.make_covid_qu_ex(tmp_path / "covid_qu_ex")
+    more.make_mosmed(tmp_path / "mosmed", annotated={f"study_{i:04d}": "CT-1" for i in range(255, 258)}, unannotated={})
+    plan = make_builder("mixed", tmp_path, split="official", ct_fraction=0.5, cache_dir=tmp_path / "cache",
+                        sources=("covid_qu_ex", "mosmed")).plan()
+    # Val counts as train; the test set is exactly the collection's Test folder, real CXRs only.
+    assert sorted(c.image_id for c in plan.test) == sorted(i for i, e in qu_ex.kept.items() if e["split"] == "test")
+    n_train = sum(e["split"] == "train" for e in qu_ex.kept.values())
+    assert len(plan.train) == n_train and sum(isinstance(i, CTCase) for i in plan.train) == round(0.5 * n_train)
+
+
+@pytest.mark.parametrize("config, sources, word", [
+    ("xrays_only", ("qata_cov19", "covid_chestxray"), "covid-chestxray-dataset (4)"),
+    ("ct_projections", ("mosmed",), "mosmed/CT-1 (2)"),
+])
+def test_split_official_refuses_sources_without_one(tmp_path, config, sources, word):
+    import public_layouts
+
+    more.make_qata_cov19(tmp_path / "qata_cov19")
+    public_layouts.make_covid_chestxray(tmp_path / "covid_chestxray")
+    more.make_mosmed(tmp_path / "mosmed", annotated={"study_0255": "CT-1", "study_0256": "CT-1"}, unannotated={})
+    builder = make_builder(config, tmp_path, split="official", cache_dir=tmp_path / "cache", sources=sources)
+    with pytest.raises(ChexmixInputError, match="--split official needs") as error:
+        builder.plan()
+    assert word in str(error.value)
+
+
+def test_split_official_never_splits_a_patient():
+    from chexmix_dataset.splits import official_split
+
+    items = [types.SimpleNamespace(patient_id="p1", origin="x", official_split="train"),
+             types.SimpleNamespace(patient_id="p1", origin="x", official_split="test"),
+             types.SimpleNamespace(patient_id="p2", origin="x", official_split="test")]
+    with pytest.raises(ChexmixInputError, match="1 patient.*both train and test.*p1"):
+        official_split(items)
+    train, test = official_split(items[1:])
+    assert train == [] and [i.patient_id for i in test] == ["p1", "p2"]
