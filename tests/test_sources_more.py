@@ -268,3 +268,26 @@ def test_split_official_never_splits_a_patient():
         official_split(items)
     train, test = official_split(items[1:])
     assert train == [] and [i.patient_id for i in test] == ["p1", "p2"]
+
+
+def test_build_summary_has_one_line_per_source_with_licence_and_skips(tmp_path, capsys):
+    from chexmix_dataset.cli import main
+
+    fixture = more.make_covid_qu_ex(tmp_path / "covid_qu_ex")
+    argv = ["build", "--config", "xrays_only", "--data-dir", str(tmp_path), "--sources", "covid_qu_ex",
+            "--split", "official", "--cache-dir", str(tmp_path / "cache")]
+    assert main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    header = lines.index(next(line for line in lines if line.startswith("source ")))
+    table = {}
+    for line in lines[header + 1:]:
+        if not line.startswith("covid-qu-ex/"):
+            break
+        origin, images, lesions, patients, *licence = line.split()
+        table[origin] = (int(images), int(lesions), int(patients), " ".join(licence))
+    expected = {}
+    for entry in fixture.kept.values():
+        images, lesions, patients, _ = expected.get(entry["origin"], (0, 0, 0, ""))
+        expected[entry["origin"]] = (images + 1, lesions + len(entry["squares"]), patients + 1, "")
+    assert table == {origin: (*counts[:3], f"unknown ({counts[0]})") for origin, counts in expected.items()}
+    assert "covid_qu_ex skipped 1 item(s) (reasons above)" in lines

@@ -7,6 +7,7 @@ Each adapter offers ``NAME``, ``HOMEPAGE``, ``CITATION``, ``LICENSE`` (default p
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -65,5 +66,6 @@ def scan_sources(names: list[str], data_dir: Path | None, dl_manager: datasets.D
             raise ChexmixInputError(f"source {name} needs --data-dir (no download manager to fetch it with)")
         else:
             scan = adapter.download(dl_manager)
+        scan.skipped = [item if item.source else dataclasses.replace(item, source=name) for item in scan.skipped]
         merged.add(scan)
     return merged

@@ -69,10 +69,14 @@ class CXRCase:
 
 @dataclass(frozen=True)
 class SkippedItem:
-    """Something a source could not use: which item, and why (shown in the build summary)."""
+    """Something a source could not use: which item, and why (shown in the build summary).
+
+    ``source``: the adapter that skipped it (filled in by :func:`..sources.scan_sources`).
+    """
 
     item: str
     reason: str
+    source: str = ""
 
 
 @dataclass
