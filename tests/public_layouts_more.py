@@ -137,7 +137,8 @@ def make_mosmed(root: Path, annotated: dict[str, str], unannotated: dict[str, st
 
 # --------------------------------------------------------------------------- COVID-19-20 ---
 
-def make_covid19_20(root: Path, names: list[str], without_mask: tuple[str, ...] = ()) -> dict[str, tuple[int, np.ndarray]]:
+def make_covid19_20(root: Path, names: list[str], without_mask: tuple[str, ...] = ()
+                    ) -> dict[str, tuple[int, np.ndarray]]:
     """``COVID-19-20_v2/Train/NAME_ct.nii.gz`` (scaled NIfTI, HU = raw - 1024) + ``NAME_seg.nii.gz``.
 
     Returns {name: (lesion voxel count, HU array as written)}.

@@ -16,7 +16,8 @@ from chexmix_dataset import publish as publish_mod
 from chexmix_dataset.builder import make_builder
 from chexmix_dataset.errors import ChexmixInputError
 from chexmix_dataset.sources import covid_qu_ex, mosmed
-from test_publish import CARD, FakeHub, error_lines, offline_publish, run_cli  # noqa: F401 - offline_publish is a fixture
+from test_publish import CARD, FakeHub, error_lines, run_cli
+from test_publish import offline_publish  # noqa: F401 - a fixture
 
 ND = mosmed.LICENSE  # "CC-BY-NC-ND-3.0"
 

@@ -23,7 +23,8 @@ SOURCES: dict[str, Any] = {
                     folders.CT_FOLDER, folders.CXR_FOLDER, phantom)
 }
 
-__all__ = ["SOURCES", "check_exclusive", "scan_sources", "source_root", "CTCase", "CXRCase", "SkippedItem", "SourceScan"]
+__all__ = ["SOURCES", "check_exclusive", "scan_sources", "source_root", "CTCase", "CXRCase", "SkippedItem",
+           "SourceScan"]
 
 
 def source_root(name: str, data_dir: Path) -> Path:

@@ -83,7 +83,8 @@ def scan(root: Path) -> SourceScan:
         raise ChexmixInputError(f"{NAME} data folder does not exist; expected layout: {LAYOUT}", root)
     folder = train_folder(root)
     if folder is None:
-        raise ChexmixInputError(f"no *{CT_SUFFIX} files found; expected layout: {LAYOUT}", root / RELEASE_DIR / TRAIN_DIR)
+        raise ChexmixInputError(f"no *{CT_SUFFIX} files found; expected layout: {LAYOUT}",
+                                root / RELEASE_DIR / TRAIN_DIR)
     result = SourceScan()
     cts = sorted(folder.glob(f"*{CT_SUFFIX}"))
     for ct_path in cts:
@@ -100,8 +101,8 @@ def scan(root: Path) -> SourceScan:
                                       license=LICENSE, ct_path=ct_path, mask_path=mask_path,
                                       lesion_types=dict(LESION_TYPES)))
     ct_names = {p.name[: -len(CT_SUFFIX)] for p in cts}
-    result.skipped.extend(SkippedItem(str(p), "lesion mask for an absent CT") for p in sorted(folder.glob(f"*{MASK_SUFFIX}"))
-                          if p.name[: -len(MASK_SUFFIX)] not in ct_names)
+    result.skipped.extend(SkippedItem(str(p), "lesion mask for an absent CT")
+                          for p in sorted(folder.glob(f"*{MASK_SUFFIX}")) if p.name[: -len(MASK_SUFFIX)] not in ct_names)
     return result
 
 
