@@ -36,7 +36,7 @@ from .rows import make_row
 from .sources import phantom as phantom_source
 from .sources import scan_sources
 from .sources.base import CTCase, CXRCase, SourceScan
-from .splits import SplitPlan, mixed_plan, parse_split, patient_split
+from .splits import SplitPlan, is_official, mixed_plan, official_split, parse_split, patient_split
 from .views import rotate_about_si
 from .volume import load_ct
 
@@ -71,7 +71,8 @@ class CheXMixConfig(datasets.BuilderConfig):
     """A CheXMix config with its split, mix and projector options.
 
     Attributes:
-        train_test_split: "60/40", "80/20" or any ratio/fraction; patient-level.
+        train_test_split: "60/40", "80/20" or any ratio/fraction; patient-level. "official":
+            the sources' own train/test split (:func:`.splits.official_split`).
         seed: seeds the split and the mix (and the phantoms of ``sample``).
         ct_fraction: share of the training CXRs replaced by CT projections (mixed, sample).
         projector: how CTs are projected (:class:`ProjectorOptions`).
@@ -169,14 +170,20 @@ class CheXMix(datasets.GeneratorBasedBuilder):
         config = self.config
         if config.name not in CONFIG_NAMES:
             raise ChexmixInputError(f"unknown config {config.name!r}; choose one of {', '.join(CONFIG_NAMES)}")
-        fraction = parse_split(config.train_test_split)
+        official = is_official(config.train_test_split)
+        fraction = None if official else parse_split(config.train_test_split)
+
+        def split(items: list, what: str) -> tuple[list, list]:
+            if official:
+                return official_split(items, what)
+            return patient_split(items, [item.patient_id for item in items], fraction, config.seed)
+
         scan = self.scan(dl_manager)
         if config.name == "ct_projections":
-            train, test = patient_split(scan.ct_cases, [c.patient_id for c in scan.ct_cases], fraction, config.seed)
+            train, test = split(scan.ct_cases, "CT")
             plan = SplitPlan(train=train, test=test)
         else:
-            cxr_train, cxr_test = patient_split(scan.cxr_cases, [c.patient_id for c in scan.cxr_cases], fraction,
-                                                config.seed)
+            cxr_train, cxr_test = split(scan.cxr_cases, "CXR")
             if config.name == "xrays_only":
                 plan = SplitPlan(train=cxr_train, test=cxr_test)
             else:
@@ -226,7 +233,8 @@ def make_builder(config: str = "sample", data_dir: str | Path | None = None, *, 
                  seed: int = 0, ct_fraction: float | None = None, projector: ProjectorOptions | None = None,
                  cache_dir: str | Path | None = None, **config_options) -> CheXMix:
     """A configured :class:`CheXMix` builder (nothing is built yet)."""
-    parse_split(split)
+    if not is_official(split):
+        parse_split(split)
     if seed < 0:
         raise ChexmixInputError(f"seed must be a non-negative integer, got {seed}")
     # Pass every option explicitly: datasets names the cache after the options it is given, so

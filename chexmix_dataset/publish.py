@@ -14,6 +14,12 @@ Shards aim at :data:`TARGET_SHARD_BYTES` (500 MB, the ``datasets`` default) of A
 a size that streams comfortably and stays well under the Hub's per-file limits; a split's rows
 are divided evenly between its shards, so one may exceed the target by about a row.
 
+Licences: every row carries its source's licence. Rows whose licence forbids redistributing
+derivatives (an ``ND`` term, e.g. CC BY-NC-ND 3.0) or is unknown are refused (the whole publish
+stops with one line naming those licences and their row counts) unless ``include_licences``
+(``--include-licence``) names each of them. The README's licence section and its YAML
+``license_details`` are generated from the rows actually published (:func:`licence_rows`).
+
 A push is one commit holding every file whose content differs from the Hub's copy (compared by
 LFS sha256 or git blob id) and deletions of files under ``data/`` that this publish no longer
 produces. Parquet is written deterministically, so re-publishing unchanged content makes no
@@ -55,6 +61,9 @@ CARD_FILENAME = "DATASET_CARD.md"
 NO_TOKEN_MESSAGE = "no Hugging Face token: set HF_TOKEN or run `hf auth login`"
 REQUIRED_CARD_FIELDS = ("license", "task_categories")
 EXPORT_NAMES = frozenset({"README.md", "data", "docs"})  # the top level of a tree written by write_hub_tree
+
+UNKNOWN_LICENCES = frozenset({"", "unknown", "none", "n/a", "na"})
+LICENCE_SECTION_TITLE = "## Licences of the published rows"
 
 _NAME_RE = re.compile(r"^\w+(\.\w+)*$")  # what `datasets` accepts as a split name; used for configs too
 
@@ -113,6 +122,9 @@ def write_hub_tree(
         assets: files the card links to, as repository path -> local file; None means the
             card's figure (:func:`card_assets`).
 
+    The README's ``license_details`` and licence section are generated from the rows' ``license``
+    and ``origin`` columns (when every split has them); refusing rows is :func:`publish`'s job.
+
     Returns:
         ``out_dir`` as a Path, holding README.md and ``data/{config}/{split}-*.parquet``.
     """
@@ -142,7 +154,10 @@ def write_hub_tree(
                 bar.update()
             info.splits.add(datasets.SplitInfo(name=split, num_bytes=arrow_bytes, num_examples=len(dataset)))
             info.dataset_size += arrow_bytes
-        readme = render_card(card_text, infos, default_config)
+        has_licences = all("license" in dataset.column_names
+                           for dataset_dict in datasets_by_config.values() for dataset in dataset_dict.values())
+        readme = render_card(card_text, infos, default_config,
+                             licence_rows(datasets_by_config) if has_licences else None)
         (tmp / "README.md").write_text(readme, encoding="utf-8")
         for repo_path, local in (card_assets() if assets is None else assets).items():
             (tmp / repo_path).parent.mkdir(parents=True, exist_ok=True)
@@ -150,9 +165,17 @@ def write_hub_tree(
     return Path(out_dir)
 
 
-def render_card(card_text: str, infos: Mapping[str, datasets.DatasetInfo], default_config: str) -> str:
-    """README.md: the card's YAML header plus generated ``configs`` and ``dataset_info``, then its body."""
+def render_card(card_text: str, infos: Mapping[str, datasets.DatasetInfo], default_config: str,
+                rows: Mapping[tuple[str, str], int] | None = None) -> str:
+    """README.md: the card's YAML header plus generated ``configs`` and ``dataset_info``, then its body.
+
+    ``rows`` (:func:`licence_rows`): when given, ``license_details`` and the body's licence
+    section are generated from them.
+    """
     card = parse_card(card_text)
+    if rows is not None:
+        card.data.license_details = licence_details(rows)
+        card.text = _with_licence_section(card.text, licence_section(rows))
     card.data.configs = [
         {
             "config_name": config,
@@ -230,6 +253,99 @@ def _datasets_progress_bars_off() -> Iterator[None]:
     finally:
         if was_enabled:
             datasets.enable_progress_bars()
+
+
+# --- licences ------------------------------------------------------------------------------------
+
+
+def licence_key(licence: str) -> str:
+    """A licence name compared loosely: case, spaces, hyphens and underscores do not matter."""
+    return re.sub(r"[\s_\-]+", "-", (licence or "").strip()).strip("-").casefold()
+
+
+def publication_problem(licence: str) -> str | None:
+    """Why rows under ``licence`` may not be published by default, or None when they may.
+
+    "unknown" (blank, unknown, none, n/a): nobody can tell whether redistribution is allowed;
+    "no derivatives": an ND term (CC BY-ND, CC BY-NC-ND, any version); projections, masks and
+    re-encoded images are derivatives.
+    """
+    key = licence_key(licence)
+    if key in UNKNOWN_LICENCES:
+        return "unknown"
+    if "nd" in key.split("-") or "noderivatives" in key.replace("-", "") or "noderivs" in key.replace("-", ""):
+        return "no derivatives"
+    return None
+
+
+def licence_rows(datasets_by_config: Mapping[str, datasets.DatasetDict]) -> dict[tuple[str, str], int]:
+    """Rows per (licence, origin) over every config and split, in first-seen order."""
+    counts: dict[tuple[str, str], int] = {}
+    for dataset_dict in datasets_by_config.values():
+        for dataset in dataset_dict.values():
+            columns = [c for c in ("license", "origin") if c in dataset.column_names]
+            if "license" not in columns:
+                raise ChexmixInputError("rows have no `license` column: cannot tell what may be published")
+            table = dataset.select_columns(columns)
+            licences = table["license"]
+            origins = table["origin"] if "origin" in columns else [""] * len(licences)
+            for licence, origin in zip(licences, origins):
+                key = (licence or "", origin or "")
+                counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def check_publishable(rows: Mapping[tuple[str, str], int], include_licences: Sequence[str] = ()) -> None:
+    """Raise ChexmixInputError naming every refused licence and its row count, unless included."""
+    included = {licence_key(name) for name in include_licences}
+    refused: dict[str, list] = {}
+    for (licence, _), count in rows.items():
+        problem = publication_problem(licence)
+        if problem is not None and licence_key(licence) not in included:
+            entry = refused.setdefault(licence or "unknown", [problem, 0])
+            entry[1] += count
+    if refused:
+        refused = dict(sorted(refused.items(), key=lambda item: item[0].casefold()))
+        listing = ", ".join(f"{licence} ({problem}): {count} rows" for licence, (problem, count) in refused.items())
+        names = ",".join(dict.fromkeys(refused))
+        raise ChexmixInputError(
+            f"refusing to publish rows whose licence forbids redistributing derivatives or is unknown: {listing}; "
+            f"pass --include-licence {names} only if you hold the right to redistribute them")
+
+
+def licence_section(rows: Mapping[tuple[str, str], int]) -> str:
+    """The card's Markdown licence section for these rows: one table line per licence and origin."""
+    lines = [LICENCE_SECTION_TITLE, "",
+             "Generated from the rows in this repository (every config and split); each row also carries "
+             "its licence in the `license` column.", "",
+             "| licence | origin | rows | note |", "|---|---|---|---|"]
+    for (licence, origin), count in sorted(rows.items(), key=lambda item: (item[0][0].casefold(), item[0][1])):
+        problem = publication_problem(licence)
+        note = {None: "", "unknown": "licence unknown: published on the publisher's explicit request",
+                "no derivatives": "no-derivatives licence: published on the publisher's explicit request"}[problem]
+        lines.append(f"| {licence or 'unknown'} | {origin or '-'} | {count} | {note} |")
+    return "\n".join(lines) + "\n"
+
+
+def licence_details(rows: Mapping[tuple[str, str], int]) -> str:
+    """One sentence for the YAML ``license_details``: the licences of the published rows."""
+    totals: dict[str, int] = {}
+    for (licence, _), count in rows.items():
+        totals[licence or "unknown"] = totals.get(licence or "unknown", 0) + count
+    listing = "; ".join(f"{licence}: {count} rows" for licence, count in sorted(totals.items()))
+    return f"Each row carries its source's licence in the `license` column. This release holds {listing}."
+
+
+def _with_licence_section(body: str, section: str) -> str:
+    """``body`` with ``section`` replacing an earlier generated one, else placed before ``## Citation``."""
+    if LICENCE_SECTION_TITLE in body:
+        start = body.index(LICENCE_SECTION_TITLE)
+        following = body.find("\n## ", start + len(LICENCE_SECTION_TITLE))
+        body = body[:start] + (body[following + 1:] if following >= 0 else "")
+    anchor = body.find("\n## Citation")
+    if anchor < 0:
+        return body.rstrip("\n") + "\n\n" + section
+    return body[:anchor + 1] + section + "\n" + body[anchor + 1:]
 
 
 # --- the Hub -------------------------------------------------------------------------------------
@@ -370,12 +486,15 @@ def publish(
     *,
     card_text: str | None = None,
     target_shard_bytes: int = TARGET_SHARD_BYTES,
+    include_licences: Sequence[str] = (),
 ) -> PublishResult:
     """Build ``configs`` and push them to the Hub dataset ``repo_id``, or write them to ``local_dir``.
 
     With ``local_dir`` nothing is pushed and no token is needed; the folder appears complete or
     not at all. Without it the tree is written to a temporary folder, pushed in one commit, and
-    removed. ``card_text`` defaults to the packaged DATASET_CARD.md.
+    removed. ``card_text`` defaults to the packaged DATASET_CARD.md. Rows under a no-derivatives
+    or unknown licence stop the publish before anything is written or pushed, unless
+    ``include_licences`` names those licences (:func:`check_publishable`).
     """
     repo_id = check_repo_id(repo_id)
     configs = check_configs(configs)
@@ -388,6 +507,7 @@ def publish(
     token = None if local_dir is not None else resolve_token()
     api = None if token is None else open_hub_repo(repo_id, token=token, private=private)
     datasets_by_config = {config: build_config(config, data_dir) for config in configs}
+    check_publishable(licence_rows(datasets_by_config), include_licences)
     if local_dir is not None:
         tree = write_hub_tree(datasets_by_config, local_dir, card_text, target_shard_bytes=target_shard_bytes)
         return PublishResult(_tree_files(tree), tree, None, [])

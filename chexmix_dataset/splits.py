@@ -14,6 +14,9 @@ Rules:
   the superior-inferior axis (:data:`chexmix_dataset.views.VIEW_ANGLES_DEG`: 0, +5, -5, +10,
   -10 degrees, taken in that order, each angle by a seeded share of the CTs) until the quota is
   filled. When even that cannot fill it, planning fails: the mix never shrinks silently.
+- ``official`` (:func:`official_split`): each item goes where its collection's own split puts it
+  (``official_split`` "train" or "test"; QaTa-COV19, COVID-QU-Ex). Every item split must have one,
+  and no patient may be in both parts; otherwise planning fails.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from dataclasses import dataclass, field
+from collections import Counter
 from typing import Sequence, TypeVar
 
 import numpy as np
@@ -44,6 +48,37 @@ def parse_split(text: str | float) -> float:
     if not 0.0 < fraction < 1.0:
         raise ChexmixInputError(f"split must be TRAIN/TEST like 60/40 or a fraction in (0, 1), got {text!r}")
     return fraction
+
+
+OFFICIAL = "official"
+
+
+def is_official(text: str | float) -> bool:
+    """Whether ``--split`` asks for the sources' own train/test split."""
+    return isinstance(text, str) and text.strip().lower() == OFFICIAL
+
+
+def official_split(items: Sequence[Item], what: str = "image") -> tuple[list[Item], list[Item]]:
+    """Split ``items`` by their ``official_split`` ("train"/"test"), in their original order.
+
+    Raises:
+        ChexmixInputError: an item without an official split (naming the origins lacking one), or
+            a patient whose items the collections put in both parts.
+    """
+    lacking = Counter(getattr(item, "origin", "?") for item in items
+                      if getattr(item, "official_split", None) not in ("train", "test"))
+    if lacking:
+        listing = ", ".join(f"{origin} ({count})" for origin, count in sorted(lacking.items()))
+        raise ChexmixInputError(f"--split official needs every {what} to carry its collection's own train/test "
+                                f"split, but these have none: {listing}; use sources that publish one "
+                                "(qata_cov19, covid_qu_ex) or a ratio such as 60/40")
+    train = [item for item in items if item.official_split == "train"]
+    test = [item for item in items if item.official_split == "test"]
+    shared = sorted({item.patient_id for item in train} & {item.patient_id for item in test})
+    if shared:
+        raise ChexmixInputError(f"--split official would put {len(shared)} patient(s) in both train and test "
+                                f"(e.g. {shared[0]}); splits must stay patient-level, use a ratio such as 60/40")
+    return train, test
 
 
 def patient_split(items: Sequence[Item], patient_ids: Sequence[str], train_fraction: float, seed: int

@@ -250,7 +250,10 @@ def test_readme_metadata_is_a_valid_dataset_card(tmp_path):
     original = DatasetCard(CARD)
     for field in ("license", "task_categories", "pretty_name", "tags"):
         assert data.get(field) == original.data.get(field)
-    assert card.text == original.text
+    # The body is the card's, with the generated licence section (from the rows published) added.
+    assert card.text.startswith(original.text.rstrip("\n"))
+    assert card.text[len(original.text.rstrip("\n")):].lstrip("\n").startswith(publish_mod.LICENCE_SECTION_TITLE)
+    assert "| CC0-1.0 | test/discs | 15 |" in card.text  # tiny configs: 6 + 4 + 3 + 2 rows
     DatasetCardData(**data.to_dict())  # the Hub's card model accepts every field
 
     parquet_files = sorted(p.relative_to(tree).as_posix() for p in tree.rglob("*.parquet"))

@@ -36,9 +36,34 @@ def summarise(dataset: datasets.DatasetDict, plan: SplitPlan) -> str:
         skipped += [f"skipped {image_id_for(item)}: could not be loaded (see the warning above)"
                     for item in planned.get(split, []) if image_id_for(item) not in produced]
     lines += skipped
+    lines += source_table(dataset, plan)
     lines += [f"note: {note}" for note in plan.notes]
     lines.append(f"skipped items: {len(skipped)}")
     return "\n".join(lines)
+
+
+def source_table(dataset: datasets.DatasetDict, plan: SplitPlan) -> list[str]:
+    """One table line per origin over all splits: images, lesions, patients, licences; then
+    the items each source adapter skipped, counted by adapter (their reasons are listed above)."""
+    stats: dict[str, dict] = {}
+    for rows in dataset.values():
+        columns = rows.select_columns(["origin", "patient_id", "license", "objects"])
+        for origin, patient, licence, objects in zip(columns["origin"], columns["patient_id"], columns["license"],
+                                                     columns["objects"]):
+            entry = stats.setdefault(origin, {"images": 0, "lesions": 0, "patients": set(), "licences": Counter()})
+            entry["images"] += 1
+            entry["lesions"] += len(objects["id"])
+            entry["patients"].add(patient)
+            entry["licences"][licence or "unknown"] += 1
+    width = max([len("source"), *map(len, stats)])
+    lines = [f"{'source':<{width}}  images  lesions  patients  licence"]
+    for origin, entry in sorted(stats.items()):
+        licences = ", ".join(f"{licence} ({count})" for licence, count in sorted(entry["licences"].items()))
+        lines.append(f"{origin:<{width}}  {entry['images']:>6}  {entry['lesions']:>7}  {len(entry['patients']):>8}  "
+                     f"{licences}")
+    by_adapter = Counter(item.source or "unknown source" for item in plan.skipped)
+    lines += [f"{adapter} skipped {count} item(s) (reasons above)" for adapter, count in sorted(by_adapter.items())]
+    return lines
 
 
 def run(args: argparse.Namespace) -> int:

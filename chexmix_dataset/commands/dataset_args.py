@@ -17,7 +17,9 @@ def add_dataset_arguments(parser: argparse.ArgumentParser, config_required: bool
                        help="CheXMix config")
     group.add_argument("--data-dir", type=Path, default=None,
                        help="local sources in their public layouts (default: download; 'sample' needs none)")
-    group.add_argument("--split", default="60/40", help="train/test ratio, patient-level: 60/40 (default), 80/20, ...")
+    group.add_argument("--split", default="60/40",
+                       help="train/test ratio, patient-level: 60/40 (default), 80/20, ...; or 'official': the "
+                            "sources' own split (qata_cov19, covid_qu_ex)")
     group.add_argument("--seed", type=int, default=0, help="seed of the split and the mix (0)")
     group.add_argument("--ct-fraction", type=float, default=None,
                        help=f"share of training CXRs replaced by CT projections (mixed, sample; default {PAPER_CT_FRACTION:.4f})")

@@ -7,27 +7,42 @@ Each adapter offers ``NAME``, ``HOMEPAGE``, ``CITATION``, ``LICENSE`` (default p
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
 import datasets
 
 from ..errors import ChexmixInputError
-from . import covid19_ct_seg, covid_chestxray, folders, phantom
+from . import covid19_20, covid19_ct_seg, covid_chestxray, covid_qu_ex, folders, mosmed, phantom, qata_cov19
 from .base import CTCase, CXRCase, SkippedItem, SourceScan
 
 SOURCES: dict[str, Any] = {
     adapter.NAME: adapter
-    for adapter in (covid19_ct_seg, covid_chestxray, folders.CT_FOLDER, folders.CXR_FOLDER, phantom)
+    for adapter in (covid19_ct_seg, covid_chestxray, covid_qu_ex, qata_cov19, mosmed, covid19_20,
+                    folders.CT_FOLDER, folders.CXR_FOLDER, phantom)
 }
 
-__all__ = ["SOURCES", "scan_sources", "source_root", "CTCase", "CXRCase", "SkippedItem", "SourceScan"]
+__all__ = ["SOURCES", "check_exclusive", "scan_sources", "source_root", "CTCase", "CXRCase", "SkippedItem",
+           "SourceScan"]
 
 
 def source_root(name: str, data_dir: Path) -> Path:
     """``data_dir / name`` when that folder exists, else ``data_dir`` itself."""
     own = Path(data_dir) / name
     return own if own.is_dir() else Path(data_dir)
+
+
+def check_exclusive(names: list[str]) -> None:
+    """Refuse sources that share images without a documented mapping (an adapter's ``EXCLUSIVE_WITH``).
+
+    Two copies of one image under different ids would defeat the patient-level split.
+    """
+    for name in names:
+        for other, reason in getattr(SOURCES.get(name), "EXCLUSIVE_WITH", {}).items():
+            if other in names:
+                raise ChexmixInputError(f"sources {name} and {other} cannot be built together: {reason}; "
+                                        "choose one of them")
 
 
 def scan_sources(names: list[str], data_dir: Path | None, dl_manager: datasets.DownloadManager | None,
@@ -41,6 +56,7 @@ def scan_sources(names: list[str], data_dir: Path | None, dl_manager: datasets.D
     unknown = [name for name in names if name not in SOURCES]
     if unknown:
         raise ChexmixInputError(f"unknown source(s) {', '.join(unknown)}; choose from {', '.join(SOURCES)}")
+    check_exclusive(names)
     if data_dir is not None and not Path(data_dir).is_dir():
         raise ChexmixInputError("data dir does not exist or is not a folder", data_dir)
     merged = SourceScan()
@@ -52,5 +68,6 @@ def scan_sources(names: list[str], data_dir: Path | None, dl_manager: datasets.D
             raise ChexmixInputError(f"source {name} needs --data-dir (no download manager to fetch it with)")
         else:
             scan = adapter.download(dl_manager, mirror=mirror)
+        scan.skipped = [item if item.source else dataclasses.replace(item, source=name) for item in scan.skipped]
         merged.add(scan)
     return merged

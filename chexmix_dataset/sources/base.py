@@ -50,6 +50,11 @@ class CXRCase:
     ``load`` returns the image as a (height, width) uint8 array and its lesion instances; it may
     raise :class:`chexmix_dataset.errors.ChexmixInputError` for a corrupt image (the builder
     skips and counts such cases) and may report clipped polygons through ``warn``.
+
+    ``lung_mask_path``: the collection's lung mask PNG for this image (COVID-QU-Ex), kept for
+    lung-restricted metrics; not yet a dataset column. ``official_split``: "train" or "test" when
+    the collection publishes its own split (QaTa-COV19, COVID-QU-Ex, whose "Val" counts as
+    train), else None; ``--split official`` honours it.
     """
 
     image_id: str
@@ -58,14 +63,20 @@ class CXRCase:
     license: str
     load: Callable[[Callable[[str], None]], tuple[np.ndarray, list[LesionInstance]]] = field(compare=False)
     view: str = "PA"
+    lung_mask_path: str | None = None
+    official_split: str | None = None
 
 
 @dataclass(frozen=True)
 class SkippedItem:
-    """Something a source could not use: which item, and why (shown in the build summary)."""
+    """Something a source could not use: which item, and why (shown in the build summary).
+
+    ``source``: the adapter that skipped it (filled in by :func:`..sources.scan_sources`).
+    """
 
     item: str
     reason: str
+    source: str = ""
 
 
 @dataclass

@@ -47,11 +47,13 @@ import re
 from pathlib import Path
 
 import datasets
-import nibabel as nib
 
 from ..errors import ChexmixInputError
 from .base import CTCase, SkippedItem, SourceScan
 from .download import download_and_extract
+from .nifti_pairs import check_pair as _check_pair
+from .nifti_pairs import nifti_stem as _stem
+from .nifti_pairs import niftis as _niftis
 from .patients import radiopaedia_case_from_ma_name, radiopaedia_patient_id
 
 NAME = "covid19_ct_seg"
@@ -88,15 +90,6 @@ _KAGGLE_CORONACASES = re.compile(r"^coronacases_org_(\d+)$")
 _KAGGLE_RADIOPAEDIA = re.compile(r"^radiopaedia_org_covid-19-pneumonia-(\d+_\d+_\d+)-dcm$")
 
 
-def _stem(path: Path) -> str:
-    name = path.name
-    return name[: -len(".nii.gz")] if name.endswith(".nii.gz") else name[: -len(".nii")]
-
-
-def _niftis(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.name.endswith((".nii", ".nii.gz")))
-
-
 def case_name(ct_stem: str) -> str:
     """The Zenodo case name of a CT file stem (Kaggle stems are renamed, Zenodo ones kept)."""
     for pattern, prefix in ((_KAGGLE_CORONACASES, "coronacases_"), (_KAGGLE_RADIOPAEDIA, "radiopaedia_")):
@@ -115,19 +108,6 @@ def _case(name: str, ct_path: Path, mask_path: Path) -> CTCase:
                       stored_window_hu=RADIOPAEDIA_WINDOW_HU)
     return CTCase(case_id=name, patient_id=name, origin="covid19-ct-seg/coronacases", license=LICENSE,
                   ct_path=ct_path, mask_path=mask_path, lesion_types=dict(LESION_TYPES))
-
-
-def _check_pair(name: str, ct_path: Path, mask_path: Path) -> SkippedItem | None:
-    """Headers only (cheap): unreadable files or differing grids make a case unusable."""
-    shapes = []
-    for path, what in ((ct_path, "CT"), (mask_path, "infection mask")):
-        try:
-            shapes.append(tuple(nib.load(str(path)).shape[:3]))
-        except Exception as exc:  # noqa: BLE001 - nibabel raises many types for bad headers
-            return SkippedItem(str(path), f"cannot read {what} NIfTI header: {type(exc).__name__}: {exc}")
-    if shapes[0] != shapes[1]:
-        return SkippedItem(name, f"CT shape {shapes[0]} differs from infection mask shape {shapes[1]}")
-    return None
 
 
 def _pairs_by_name(ct_paths: list[Path], mask_dir: Path, mask_suffixes: tuple[str, ...]) -> list[tuple[str, Path, Path]]:
