@@ -24,6 +24,7 @@ from baselines import LesionModel
 
 from .data import LesionDataset, make_loader
 from .metrics import coco_segmentation_ap_rle, dice, encode_instances, iou, mean_std
+from .stats import mean_ci, pooled_iou
 
 MASK_THRESHOLD = 0.5
 #: test images shown per overlay figure.
@@ -37,8 +38,8 @@ class SplitEvaluation:
     """Scores of one run on its test split and what the overlay figure needs of its predictions.
 
     Attributes:
-        scores: iou_mean, iou_std, dice_mean, dice_std, ap, ap50 and per_image (image_id,
-            has_lesion, iou, dice), as results.json stores them.
+        scores: what results.json stores of a run's test split (see :func:`split_scores`), with
+            per_image (image_id, patient_id, has_lesion, iou, dice, intersection_px, union_px).
         lesion_areas: row index -> (H, W) bool predicted lesion area at the image's own size (px),
             for the rows :func:`overlay_order` picks.
     """
@@ -84,7 +85,7 @@ def evaluate_split(model: LesionModel, split: datasets.Dataset, image_size: int,
     """Predict every row of ``split`` and score it: per-image IoU/Dice, their mean and std, COCO AP."""
     model.eval()
     loader = make_loader(LesionDataset(split, image_size), batch_size, shuffle=False, seed=0, workers=0)
-    rows = iter(split.select_columns(["image_id", "objects", "height", "width"]))
+    rows = iter(split.select_columns(["image_id", "patient_id", "objects", "height", "width"]))
     per_image: list[dict] = []
     sizes: list[tuple[int, int]] = []
     truths: list[list[dict]] = []
@@ -102,15 +103,49 @@ def evaluate_split(model: LesionModel, split: datasets.Dataset, image_size: int,
             if kept[has_lesion] < OVERLAY_IMAGES:
                 kept[has_lesion] += 1
                 lesion_areas[len(per_image)] = area
-            per_image.append({"image_id": row["image_id"], "has_lesion": has_lesion,
-                              "iou": iou(area, truth), "dice": dice(area, truth)})
+            intersection = int(np.logical_and(area, truth).sum())
+            per_image.append({"image_id": row["image_id"], "patient_id": row["patient_id"], "has_lesion": has_lesion,
+                              "iou": iou(area, truth), "dice": dice(area, truth), "intersection_px": intersection,
+                              "union_px": int(area.sum()) + int(truth.sum()) - intersection})
             sizes.append((height, width))
             truths.append(truth_rles)
             detections.append((_instance_rles(prediction.instance_probabilities, height, width),
                                prediction.scores.float().cpu().numpy()))
     shown = overlay_order([p["has_lesion"] for p in per_image])
-    iou_mean, iou_std = mean_std([p["iou"] for p in per_image])
-    dice_mean, dice_std = mean_std([p["dice"] for p in per_image])
-    scores = {"iou_mean": iou_mean, "iou_std": iou_std, "dice_mean": dice_mean, "dice_std": dice_std,
-              **coco_segmentation_ap_rle(sizes, truths, detections), "per_image": per_image}
+    scores = {**split_scores(per_image), **coco_segmentation_ap_rle(sizes, truths, detections), "per_image": per_image}
     return SplitEvaluation(scores, {index: lesion_areas[index] for index in shown})
+
+
+def _interval(estimate) -> list[float | None]:
+    return [estimate.low, estimate.high]
+
+
+def split_scores(per_image: list[dict]) -> dict:
+    """A split's summary scores from its per-image ones (keys as in :func:`evaluate_split`).
+
+    iou_mean/dice_mean: mean over test images, iou_ci/dice_ci: its 95 % CI resampling patients;
+    iou_std/dice_std: the spread over test images (population std), not an uncertainty of the
+    mean; iou_lesion_mean/iou_lesion_ci: the same over lesion-positive images only (None without
+    any); pooled_iou/pooled_iou_ci: all pixels of the split at once; lesion_free_fraction: the
+    share of test images without ground-truth lesions (the empty-ground-truth rule gives them 1
+    for predicting nothing); test_patients: distinct patient_ids.
+    """
+    patients = [p["patient_id"] for p in per_image]
+    scores: dict = {}
+    for metric in ("iou", "dice"):
+        values = [p[metric] for p in per_image]
+        scores[f"{metric}_mean"], scores[f"{metric}_std"] = mean_std(values)
+        scores[f"{metric}_ci"] = _interval(mean_ci(values, patients))
+    positive = [p for p in per_image if p["has_lesion"]]
+    if positive:
+        lesion = mean_ci([p["iou"] for p in positive], [p["patient_id"] for p in positive])
+        scores["iou_lesion_mean"], scores["iou_lesion_ci"] = lesion.value, _interval(lesion)
+    else:
+        scores["iou_lesion_mean"], scores["iou_lesion_ci"] = None, [None, None]
+    pooled = pooled_iou([p["intersection_px"] for p in per_image], [p["union_px"] for p in per_image], patients)
+    scores["pooled_iou"] = None if np.isnan(pooled.value) else pooled.value
+    scores["pooled_iou_ci"] = _interval(pooled)
+    scores["lesion_free_fraction"] = (float(np.mean([not p["has_lesion"] for p in per_image]))
+                                      if per_image else float("nan"))
+    scores["test_patients"] = len(set(patients))
+    return scores
