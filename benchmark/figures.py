@@ -11,7 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+from matplotlib.ticker import FuncFormatter, MaxNLocator  # noqa: E402
 
 from .evaluate import overlay_order  # noqa: E402
 from .results import replaced_fraction  # noqa: E402
@@ -58,10 +58,11 @@ def draw_overlays(handle: IO[bytes], cell: Cell, outcomes: list[RunOutcome]) -> 
             ax.set_title(f"{outcome.result['model']}\nIoU {outcome.result['per_image'][index]['iou']:.2f}", fontsize=8)
     for ax in axes.flat:
         ax.set_axis_off()
-    # Wrapped to the figure's width: with one model the figure is only two images wide.
-    title = (f"{cell.training_dataset} | {cell.split} | aug {'y' if cell.augment else 'n'}: "
-             "green ground truth, red prediction")
-    fig.suptitle("\n".join(textwrap.wrap(title, width=int(14 * columns))), fontsize=9)
+    # Wrapped to the figure's width (about 12 characters of 9 pt per inch): with one model the
+    # figure is only two images wide.
+    setting = f"{cell.training_dataset} | {cell.split} | aug {'y' if cell.augment else 'n'}"
+    lines = textwrap.wrap(setting, width=int(12 * 2.6 * columns)) + ["green: ground truth, red: prediction"]
+    fig.suptitle("\n".join(lines), fontsize=9)
     fig.tight_layout()
     fig.savefig(handle, format="png", dpi=110)
     plt.close(fig)
@@ -69,6 +70,12 @@ def draw_overlays(handle: IO[bytes], cell: Cell, outcomes: list[RunOutcome]) -> 
 
 def _cell_label(row: dict) -> str:
     return f"{row['training_dataset']}\n{row['split']} aug {'y' if row['augment'] else 'n'}"
+
+
+def _minor_log_label(value: float, _position: int) -> str:
+    """Plain numbers at 2 and 5 times a power of ten; the other minor ticks stay unlabelled (crowded)."""
+    leading = value / 10 ** np.floor(np.log10(value)) if value > 0 else 0
+    return f"{value:g}" if round(leading) in (2, 5) else ""
 
 
 def draw_loss_curves(handle: IO[bytes], runs: list[dict]) -> None:
@@ -88,6 +95,8 @@ def draw_loss_curves(handle: IO[bytes], runs: list[dict]) -> None:
         last_epoch = max((len(r["train_loss"]) for r in runs if _cell_label(r) == label), default=1)
         ax.set_xlim(0.5, last_epoch + 0.5)  # a 1-epoch run is one point: keep the axis in whole epochs
         ax.set_yscale("log")  # Mask R-CNN sums five losses: its scale differs from the U-Net's
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        ax.yaxis.set_minor_formatter(FuncFormatter(_minor_log_label))
         ax.grid(alpha=0.3)
     axes[0, 0].set_ylabel("mean training loss")
     several_seeds = any(run["seed"] > 0 for run in runs)
@@ -127,7 +136,8 @@ def draw_iou_bars(handle: IO[bytes], summary: list[dict]) -> None:
     ax.set_xticks(np.arange(len(labels)), labels, fontsize=8)
     ax.set_ylim(0, 1.15)
     ax.set_ylabel("test IoU (mean, 95 % CI over patients)")
-    ax.legend(fontsize=8, loc="upper right")
+    # Above the axes, where no bar (at most IoU 1 plus its label) can hide under it.
+    ax.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(models), frameon=False)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     fig.savefig(handle, format="png", dpi=110)
@@ -163,8 +173,8 @@ def draw_replacement_curve(handle: IO[bytes], rows: list[dict]) -> None:
     ax.set_xlabel("fraction of training CXRs replaced by CT projections")
     ax.set_ylabel("test IoU (mean over images)")
     splits = sorted({s[0] for s in settings})
-    ax.set_title(f"Replacement curve ({', '.join(splits)}; band: 95 % CI over test patients)", fontsize=9)
-    ax.legend(fontsize=8, loc="lower left")
+    ax.set_title(f"Replacement curve ({', '.join(splits)}; band: 95 % CI over test patients)", fontsize=9, pad=18)
+    ax.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=min(len(settings), 3), frameon=False)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(handle, format="png", dpi=110)
