@@ -31,7 +31,8 @@ SWEEP_PARAMETER = "ct-fraction"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     # Every help line states its default (explicitly, so that "not given" options read well).
     parser.add_argument("--config", help=f"CheXMix config to train and test on: {', '.join(CONFIGS)} "
-                        "(default: none; required unless --paper, which runs xrays_only and mixed, or --sweep, which runs mixed)")
+                        "(default: none; required unless --paper, which runs xrays_only and mixed, "
+                        "or --sweep, which runs mixed)")
     parser.add_argument("--data-dir", type=Path,
                         help="folder the builder reads the sources from (default: the builder's own)")
     # None marks "not given", so that --paper (which fixes both) can refuse them.
@@ -39,15 +40,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--aug", action=argparse.BooleanOptionalAction, default=None,
                         help="augment training images (small rotations, scaling, brightness/contrast; default: on)")
     parser.add_argument("--models", default=DEFAULT_MODELS,
-                        help=f"comma-separated NAME[:VARIANT], e.g. mask_rcnn:resnet50,unet (default: {DEFAULT_MODELS})")
+                        help=f"comma-separated NAME[:VARIANT], e.g. mask_rcnn:resnet50,unet "
+                             f"(default: {DEFAULT_MODELS})")
     parser.add_argument("--weights", default="none",
                         help="imagenet, coco, none, last (resume the runs in --out) or PATH of a checkpoint "
                              "(default: %(default)s)")
     parser.add_argument("--epochs", type=int, default=30, help="training epochs per run (default: %(default)s)")
-    parser.add_argument("--seeds", type=int, default=1, help="train each model with seeds 0..K-1 (default: %(default)s)")
+    parser.add_argument("--seeds", type=int, default=1,
+                        help="train each model with seeds 0..K-1 (default: %(default)s)")
     parser.add_argument("--image-size", type=int, default=512, help="square training size in px (default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=2, help="images per training step (default: %(default)s)")
-    parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda (default: %(default)s)")
+    parser.add_argument("--device", default="auto",
+                        help="auto (CUDA when available), cpu or cuda (default: %(default)s)")
     parser.add_argument("--workers", type=int, help="DataLoader workers (default: 0 on CPU, up to 8 on CUDA)")
     parser.add_argument("--paper", action="store_true",
                         help="run the paper's grid of training settings (default: off)")

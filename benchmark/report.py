@@ -192,7 +192,8 @@ def results_markdown(summary: list[dict], versions: dict[str, str], comparisons:
                  f"{row['test_images']} ({row['test_patients']})"]
         if several_seeds:
             std = row["iou_std_seeds"]
-            cells.append(f"{row['iou_mean_seeds']:.3f} ± {'n/a' if std is None else f'{std:.3f}'} ({row['seeds']} seeds)")
+            spread = "n/a" if std is None else f"{std:.3f}"
+            cells.append(f"{row['iou_mean_seeds']:.3f} ± {spread} ({row['seeds']} seeds)")
         lines.append("| " + " | ".join(cells) + " |")
     sweep = sweep_rows(summary)
     if sweep:
@@ -203,7 +204,8 @@ def results_markdown(summary: list[dict], versions: dict[str, str], comparisons:
             built = replaced_fraction(row)
             lines.append(f"| {row['split']} | {'y' if row['augment'] else 'n'} | {row['model']} | "
                          f"{row['ct_fraction']:.3g} | {_number(built)} ({row['train_ct_projections']} of "
-                         f"{row['train_images']}) | {row['train_images']} | {_with_ci(row['iou_mean'], row['iou_ci'])} |")
+                         f"{row['train_images']}) | {row['train_images']} | "
+                         f"{_with_ci(row['iou_mean'], row['iou_ci'])} |")
         if len({row["train_images"] for row in sweep}) > 1:
             lines += ["", "Warning: the training sets of the sweep differ in size, so the curve mixes the effect "
                           "of the CT fraction with that of the amount of training data."]

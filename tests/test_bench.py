@@ -139,7 +139,8 @@ def test_evaluation_scores_an_exact_model_perfectly_and_keeps_only_the_overlay_a
     assert [p["has_lesion"] for p in scores["per_image"]] == [n > 0 for n in lesions]
     assert all(p["iou"] == p["dice"] == 1.0 for p in scores["per_image"])
     truth_px = [int(np.asarray(row["mask"]).astype(bool).sum()) for row in split]
-    assert [p["intersection_px"] for p in scores["per_image"]] == [p["union_px"] for p in scores["per_image"]] == truth_px
+    assert [p["intersection_px"] for p in scores["per_image"]] == truth_px
+    assert [p["union_px"] for p in scores["per_image"]] == truth_px
     assert scores["pooled_iou"] == scores["iou_lesion_mean"] == 1.0 and scores["iou_ci"] == [1.0, 1.0]
     assert scores["lesion_free_fraction"] == pytest.approx(0.4) and scores["test_patients"] == 5
     assert scores["ap"] == pytest.approx(1.0) and scores["ap50"] == pytest.approx(1.0)

@@ -133,13 +133,15 @@ def run(training_dataset: str, seed: int, ious: list[float], *, model: str = "un
 
 
 def test_summary_keeps_seed_spread_apart_and_pairs_rows_on_their_test_images() -> None:
-    xrays = [run("X-rays only", 0, [1.0, 0.4, 0.5, 0.6, 0.2, 0.3]), run("X-rays only", 1, [1.0, 0.6, 0.5, 0.8, 0.4, 0.3])]
+    xrays = [run("X-rays only", 0, [1.0, 0.4, 0.5, 0.6, 0.2, 0.3]),
+             run("X-rays only", 1, [1.0, 0.6, 0.5, 0.8, 0.4, 0.3])]
     mixed = [run("Mixed", 0, [1.0, 0.5, 0.6, 0.6, 0.3, 0.5]), run("Mixed", 1, [1.0, 0.5, 0.6, 0.6, 0.3, 0.5])]
     runs = xrays + mixed
     summary = summarize(runs)
     first = summary[0]
     assert first["iou_seeds"] == pytest.approx([3.0 / 6, 3.6 / 6])
-    assert first["iou_mean_seeds"] == pytest.approx(0.55) and first["iou_std_seeds"] == pytest.approx(np.std([0.5, 0.6], ddof=1))
+    assert first["iou_mean_seeds"] == pytest.approx(0.55)
+    assert first["iou_std_seeds"] == pytest.approx(np.std([0.5, 0.6], ddof=1))
     assert first["iou_mean"] == pytest.approx(0.55)
     assert first["iou_lesion_mean"] == pytest.approx((0.5 + 0.5 + 0.7 + 0.3 + 0.3) / 5)
     assert first["lesion_free_fraction"] == pytest.approx(1 / 6) and first["test_patients"] == 3
