@@ -107,7 +107,8 @@ def compare_rows(runs: list[dict], summary: list[dict]) -> list[dict]:
     """Paired comparisons of table rows scored on the same test images (IoU, A minus B).
 
     - Training data: rows of the same split, augmentation and model but another training dataset
-      (e.g. Mixed, or a sweep's fractions) against the first such row (X-rays only, the first fraction).
+      (e.g. Mixed, or a sweep's fractions) against the reference: the row with the smallest
+      ct_fraction (a sweep's 0, the sample's X-rays only), else the first (X-rays only comes first).
     - Models: every other model of a cell against the cell's first model.
     Each image's IoU is first averaged over seeds. Rows whose test images differ are not paired.
     """
@@ -123,6 +124,8 @@ def compare_rows(runs: list[dict], summary: list[dict]) -> list[dict]:
         by_setting.setdefault((row["split"], row["augment"], row["model"]), []).append(row)
         by_cell.setdefault(tuple(row[k] for k in ROW_KEYS if k != "model"), []).append(row)
     for rows in by_setting.values():
+        # The reference is the fewest CT projections: X-rays only, or a sweep's smallest fraction.
+        rows = sorted(rows, key=lambda r: (r["ct_fraction"] is None, r["ct_fraction"] or 0.0))
         pairs += [("training data", row, rows[0]) for row in rows[1:]]
     for rows in by_cell.values():
         pairs += [("model", row, rows[0]) for row in rows[1:]]
@@ -224,7 +227,8 @@ def results_markdown(summary: list[dict], versions: dict[str, str], comparisons:
         "",
         "[95% CI]: uncertainty from the choice of test images, a percentile bootstrap "
         f"({DEFAULT_RESAMPLES} resamples) that resamples test *patients* (patient_id) with all their images, "
-        "since images of one patient are not independent.",
+        "since images of one patient are not independent. The spread of the scores over test images "
+        "(how much images differ, not how certain the mean is) is in results.json as iou_std_images.",
         "",
         "IoU lesion+: the mean over test images with at least one ground-truth lesion only. "
         "Pooled IoU: all test pixels at once (total intersection / total union), which weighs images by "

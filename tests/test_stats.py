@@ -167,3 +167,13 @@ def test_rows_scored_on_other_test_images_are_not_paired() -> None:
     (comparison,) = compare_rows([a, b], summarize([a, b]))
     assert comparison["paired"] is False
     assert comparison_line(comparison).endswith("not paired, the test images differ")
+
+
+def test_a_sweep_is_compared_with_its_smallest_fraction_whatever_the_order_given() -> None:
+    runs = [run(f"CT fraction {f}", 0, [0.5 + f / 10, 0.4], ct_fraction=f) for f in (0.5, 0.0, 1.0)]
+    comparisons = compare_rows(runs, summarize(runs))
+    assert [(c["a"]["ct_fraction"], c["b"]["ct_fraction"]) for c in comparisons] == [(0.5, 0.0), (1.0, 0.0)]
+    assert [c["difference_value"] for c in comparisons] == pytest.approx([0.05 / 2, 0.1 / 2])
+    table = results_markdown(summarize(runs), {"python": "3"}, comparisons)
+    sweep_table = table[table.index("## Replacement curve"):table.index("## Paired")]
+    assert sweep_table.index("| 0 | 0.833 (10 of 12) |") < sweep_table.index("| 0.5 |") < sweep_table.index("| 1 |")
