@@ -23,8 +23,8 @@ from tqdm import tqdm
 from baselines import LesionModel
 
 from .data import LesionDataset, make_loader
-from .metrics import coco_segmentation_ap_rle, dice, encode_instances, iou, mean_std
-from .stats import mean_ci, pooled_iou
+from .metrics import coco_segmentation_ap_rle, dice, encode_instances, iou
+from .stats import split_scores
 
 MASK_THRESHOLD = 0.5
 #: test images shown per overlay figure.
@@ -115,37 +115,3 @@ def evaluate_split(model: LesionModel, split: datasets.Dataset, image_size: int,
     scores = {**split_scores(per_image), **coco_segmentation_ap_rle(sizes, truths, detections), "per_image": per_image}
     return SplitEvaluation(scores, {index: lesion_areas[index] for index in shown})
 
-
-def _interval(estimate) -> list[float | None]:
-    return [estimate.low, estimate.high]
-
-
-def split_scores(per_image: list[dict]) -> dict:
-    """A split's summary scores from its per-image ones (keys as in :func:`evaluate_split`).
-
-    iou_mean/dice_mean: mean over test images, iou_ci/dice_ci: its 95 % CI resampling patients;
-    iou_std/dice_std: the spread over test images (population std), not an uncertainty of the
-    mean; iou_lesion_mean/iou_lesion_ci: the same over lesion-positive images only (None without
-    any); pooled_iou/pooled_iou_ci: all pixels of the split at once; lesion_free_fraction: the
-    share of test images without ground-truth lesions (the empty-ground-truth rule gives them 1
-    for predicting nothing); test_patients: distinct patient_ids.
-    """
-    patients = [p["patient_id"] for p in per_image]
-    scores: dict = {}
-    for metric in ("iou", "dice"):
-        values = [p[metric] for p in per_image]
-        scores[f"{metric}_mean"], scores[f"{metric}_std"] = mean_std(values)
-        scores[f"{metric}_ci"] = _interval(mean_ci(values, patients))
-    positive = [p for p in per_image if p["has_lesion"]]
-    if positive:
-        lesion = mean_ci([p["iou"] for p in positive], [p["patient_id"] for p in positive])
-        scores["iou_lesion_mean"], scores["iou_lesion_ci"] = lesion.value, _interval(lesion)
-    else:
-        scores["iou_lesion_mean"], scores["iou_lesion_ci"] = None, [None, None]
-    pooled = pooled_iou([p["intersection_px"] for p in per_image], [p["union_px"] for p in per_image], patients)
-    scores["pooled_iou"] = None if np.isnan(pooled.value) else pooled.value
-    scores["pooled_iou_ci"] = _interval(pooled)
-    scores["lesion_free_fraction"] = (float(np.mean([not p["has_lesion"] for p in per_image]))
-                                      if per_image else float("nan"))
-    scores["test_patients"] = len(set(patients))
-    return scores

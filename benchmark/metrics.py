@@ -40,14 +40,6 @@ def dice(predicted: np.ndarray, truth: np.ndarray) -> float:
     return float(2 * np.logical_and(predicted, truth).sum() / total)
 
 
-def mean_std(values: list[float]) -> tuple[float, float]:
-    """(mean, population standard deviation) of ``values``; (nan, nan) when empty."""
-    if not values:
-        return float("nan"), float("nan")
-    array = np.asarray(values, dtype=np.float64)
-    return float(array.mean()), float(array.std())
-
-
 def encode_instances(masks: np.ndarray) -> list[dict]:
     """(N, H, W) bool masks -> N pycocotools RLEs (compressed, ``counts`` as bytes)."""
     return [mask_utils.encode(np.asfortranarray(mask.astype(np.uint8))) for mask in masks]

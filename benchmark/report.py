@@ -12,7 +12,7 @@ import numpy as np
 from chexmix_dataset.atomic import atomic_file, write_json
 
 from .results import ROW_KEYS, replaced_fraction, sweep_rows
-from .stats import DEFAULT_RESAMPLES, Estimate, mean_ci, paired_comparison, pooled_iou, seed_spread
+from .stats import DEFAULT_RESAMPLES, paired_comparison, seed_spread, split_scores
 
 if TYPE_CHECKING:
     from .harness import Cell, RunOutcome
@@ -34,10 +34,6 @@ def package_versions() -> dict[str, str]:
 
 def _mean_or_none(values: list[float | None]) -> float | None:
     return None if not values or any(v is None for v in values) else float(np.mean(values))
-
-
-def _interval(estimate: Estimate) -> list[float | None]:
-    return [estimate.low, estimate.high]
 
 
 def seed_averaged_images(group: list[dict]) -> list[dict]:
@@ -64,7 +60,7 @@ def summarize(runs: list[dict]) -> list[dict]:
     Over test images (uncertainty of the test set): ``iou_mean`` and ``iou_ci``, the mean and
     patient bootstrap 95 % CI of each image's IoU averaged over seeds; Dice and the
     lesion-positive IoU alike; ``pooled_iou`` sums intersections and unions over images and seeds.
-    ``iou_std_images`` is the mean over seeds of the per-run spread over test images.
+    ``iou_std_images`` is the spread (population std) over test images of those scores.
     Over seeds (uncertainty of training): ``iou_seeds`` lists each seed's mean IoU,
     ``iou_mean_seeds`` / ``iou_std_seeds`` their mean and sample std (None with one seed).
     """
@@ -75,24 +71,14 @@ def summarize(runs: list[dict]) -> list[dict]:
     for key, group in groups.items():
         first = group[0]
         images = seed_averaged_images(group)
-        patients = [p["patient_id"] for p in images]
+        scores = split_scores(images)
         row = dict(zip(ROW_KEYS, key), seeds=len(group), epochs=first["epochs"],
                    train_images=first["train_images"], train_ct_projections=first.get("train_ct_projections"),
-                   test_images=len(images), test_patients=len(set(patients)),
-                   lesion_free_fraction=float(np.mean([not p["has_lesion"] for p in images])))
+                   test_images=len(images), **{k: v for k, v in scores.items() if not k.endswith("_std")})
         for metric in ("iou", "dice"):
-            estimate = mean_ci([p[metric] for p in images], patients)
-            row[f"{metric}_mean"], row[f"{metric}_ci"] = estimate.value, _interval(estimate)
+            row[f"{metric}_std_images"] = scores[f"{metric}_std"]
             row[f"{metric}_seeds"] = [r[f"{metric}_mean"] for r in group]
             row[f"{metric}_mean_seeds"], row[f"{metric}_std_seeds"] = seed_spread(row[f"{metric}_seeds"])
-            row[f"{metric}_std_images"] = float(np.mean([r[f"{metric}_std"] for r in group]))
-        positive = [p for p in images if p["has_lesion"]]
-        lesion = mean_ci([p["iou"] for p in positive], [p["patient_id"] for p in positive]) if positive else None
-        row["iou_lesion_mean"] = lesion.value if lesion else None
-        row["iou_lesion_ci"] = _interval(lesion) if lesion else [None, None]
-        pooled = pooled_iou([p["intersection_px"] for p in images], [p["union_px"] for p in images], patients)
-        row["pooled_iou"] = None if np.isnan(pooled.value) else pooled.value
-        row["pooled_iou_ci"] = _interval(pooled)
         row["ap"] = _mean_or_none([r["ap"] for r in group])
         row["ap50"] = _mean_or_none([r["ap50"] for r in group])
         rows.append(row)

@@ -1,6 +1,7 @@
 """Statistics of a benchmark's scores: patient bootstrap confidence intervals, pooled IoU, paired tests.
 
-Pure numpy/scipy, seeded, so the same scores always give the same intervals.
+Pure numpy/scipy, seeded, so the same scores always give the same intervals. :func:`split_scores`
+turns a (non-empty) split's per-image scores into what results.json reports of it.
 
 - Images of one patient are not independent (several CXRs of one person, or several views), so
   every bootstrap here resamples *patients* with replacement and takes all their test images
@@ -138,3 +139,40 @@ def seed_spread(values: Sequence[float]) -> tuple[float, float | None]:
     """(mean, sample standard deviation, ddof 1) of one score over seeds; std None for one seed."""
     array = np.asarray(values, dtype=np.float64)
     return float(array.mean()), (float(array.std(ddof=1)) if len(array) > 1 else None)
+
+
+def _interval(estimate: Estimate) -> list[float | None]:
+    return [estimate.low, estimate.high]
+
+
+def split_scores(per_image: list[dict]) -> dict:
+    """A split's summary scores from its per-image ones (image_id, patient_id, has_lesion, iou,
+    dice, intersection_px, union_px, as :func:`benchmark.evaluate.evaluate_split` scores them).
+
+    iou_mean/dice_mean: mean over test images, iou_ci/dice_ci: its 95 % CI resampling patients;
+    iou_std/dice_std: the spread over test images (population std), not an uncertainty of the
+    mean; iou_lesion_mean/iou_lesion_ci: the same over lesion-positive images only (None without
+    any); pooled_iou/pooled_iou_ci: all pixels of the split at once; lesion_free_fraction: the
+    share of test images without ground-truth lesions (the empty-ground-truth rule gives them 1
+    for predicting nothing); test_patients: distinct patient_ids.
+    """
+    patients = [p["patient_id"] for p in per_image]
+    scores: dict = {}
+    for metric in ("iou", "dice"):
+        values = [p[metric] for p in per_image]
+        scores[f"{metric}_mean"] = float(np.mean(values))
+        scores[f"{metric}_std"] = float(np.std(values))
+        scores[f"{metric}_ci"] = _interval(mean_ci(values, patients))
+    positive = [p for p in per_image if p["has_lesion"]]
+    if positive:
+        lesion = mean_ci([p["iou"] for p in positive], [p["patient_id"] for p in positive])
+        scores["iou_lesion_mean"], scores["iou_lesion_ci"] = lesion.value, _interval(lesion)
+    else:
+        scores["iou_lesion_mean"], scores["iou_lesion_ci"] = None, [None, None]
+    pooled = pooled_iou([p["intersection_px"] for p in per_image], [p["union_px"] for p in per_image], patients)
+    scores["pooled_iou"] = None if np.isnan(pooled.value) else pooled.value
+    scores["pooled_iou_ci"] = _interval(pooled)
+    scores["lesion_free_fraction"] = (float(np.mean([not p["has_lesion"] for p in per_image]))
+                                      if per_image else float("nan"))
+    scores["test_patients"] = len(set(patients))
+    return scores
