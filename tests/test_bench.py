@@ -27,6 +27,7 @@ from chexmix_dataset.cli import main
 from chexmix_dataset.errors import ChexmixInputError
 from chexmix_dataset.features import FEATURES
 from chexmix_dataset.lesions import decode_rle
+from chexmix_dataset.projection import ProjectorOptions
 
 FAST = BenchOptions(epochs=2, image_size=64, batch_size=2, progress=False)
 
@@ -408,6 +409,11 @@ def test_chexmix_bench_on_the_sample_config_end_to_end(tmp_path, monkeypatch, ca
 
 def test_ct_fraction_sweep_on_the_sample_draws_the_replacement_curve(tmp_path, monkeypatch, capsys) -> None:
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf-cache"))
+    real_load = bench_cli.load_config
+    # The real builder and mix, on a smaller sample (fewer and smaller phantoms) to stay fast.
+    small = {"sample_n_ct": 8, "sample_n_cxr": 10, "sample_ct_shape": (64, 64, 24), "sample_cxr_size": 96,
+             "projector": ProjectorOptions(size_px=96)}
+    monkeypatch.setattr(bench_cli, "load_config", lambda *args, **options: real_load(*args, **options, **small))
     out = tmp_path / "out"
     assert main(["bench", "--config", "sample", "--sweep", "ct-fraction=0,1", "--image-size", "64", "--epochs", "1",
                  "--models", "unet", "--device", "cpu", "--out", str(out)]) == 0
