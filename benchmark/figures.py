@@ -75,7 +75,7 @@ def _cell_label(row: dict) -> str:
 def _minor_log_label(value: float, _position: int) -> str:
     """Plain numbers at 2 and 5 times a power of ten; the other minor ticks stay unlabelled (crowded)."""
     leading = value / 10 ** np.floor(np.log10(value)) if value > 0 else 0
-    return f"{value:g}" if round(leading) in (2, 5) else ""
+    return f"{value:g}" if np.isclose(leading, 2) or np.isclose(leading, 5) else ""
 
 
 def draw_loss_curves(handle: IO[bytes], runs: list[dict]) -> None:
@@ -94,9 +94,12 @@ def draw_loss_curves(handle: IO[bytes], runs: list[dict]) -> None:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
         last_epoch = max((len(r["train_loss"]) for r in runs if _cell_label(r) == label), default=1)
         ax.set_xlim(0.5, last_epoch + 0.5)  # a 1-epoch run is one point: keep the axis in whole epochs
-        ax.set_yscale("log")  # Mask R-CNN sums five losses: its scale differs from the U-Net's
-        ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
-        ax.yaxis.set_minor_formatter(FuncFormatter(_minor_log_label))
+        losses = [loss for r in runs if _cell_label(r) == label for loss in r["train_loss"]]
+        if min(losses) > 0 and max(losses) / min(losses) > 5:
+            # Mask R-CNN sums five losses: its scale differs from the U-Net's.
+            ax.set_yscale("log")
+            ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+            ax.yaxis.set_minor_formatter(FuncFormatter(_minor_log_label))
         ax.grid(alpha=0.3)
     axes[0, 0].set_ylabel("mean training loss")
     several_seeds = any(run["seed"] > 0 for run in runs)
