@@ -74,3 +74,17 @@ def test_overlay_title_fits_a_figure_of_one_model(drawn) -> None:
     box, page = title.get_window_extent(), fig.bbox
     assert page.x0 <= box.x0 and box.x1 <= page.x1
     assert "green: ground truth" in title.get_text() and "CT projections" in title.get_text()
+
+
+def test_loss_axis_is_logarithmic_only_when_the_losses_differ_in_scale(drawn) -> None:
+    def loss_run(model: str, losses: list[float]) -> dict:
+        return {"training_dataset": "Mixed", "split": "60/40", "augment": True, "model": model, "seed": 0,
+                "train_loss": losses}
+
+    figures.draw_loss_curves(io.BytesIO(), [loss_run("unet", [1.7, 1.3, 1.0])])
+    figures.draw_loss_curves(io.BytesIO(), [loss_run("unet", [1.7, 1.3, 1.0]), loss_run("mask_rcnn", [11.0, 6.0, 4.0])])
+    close_scales, far_scales = drawn
+    assert close_scales.axes[0].get_yscale() == "linear"
+    assert far_scales.axes[0].get_yscale() == "log"
+    labels = [t.get_text() for t in far_scales.axes[0].get_yticklabels(minor=True) if t.get_text()]
+    assert labels and set(labels) <= {"0.2", "0.5", "2", "5", "20", "50"}
