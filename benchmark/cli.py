@@ -5,6 +5,9 @@ The paper's Matterport commands map onto it: ``--dataset`` is ``--config`` (with
 paper's table: X-rays only and Mixed, each at 60/40 with augmentation, 80/20 with and 80/20
 without, for every model. With ``--config sample`` the same grid runs on the bundled sample,
 whose X-rays-only counterpart (``ct_fraction=0``: stand-in CXRs only, same test split) plays "X-rays only".
+``--sweep ct-fraction=0,0.5,0.833,1`` draws the replacement curve: each model trained on ``mixed``
+(or ``sample``) with that share of the training CXRs replaced by CT projections, all scored on
+the same test split (see figures/replacement_curve.png).
 """
 
 from __future__ import annotations
@@ -21,27 +24,64 @@ CONFIGS = ("xrays_only", "mixed", "ct_projections", "sample")
 PAPER_GRID = (("60/40", True), ("80/20", True), ("80/20", False))
 DEFAULT_SPLIT = "60/40"
 DEFAULT_MODELS = "mask_rcnn,unet"
+SWEEP_CONFIGS = ("mixed", "sample")
+SWEEP_PARAMETER = "ct-fraction"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", help=f"CheXMix config to train and test on: {', '.join(CONFIGS)}")
-    parser.add_argument("--data-dir", type=Path, help="folder the builder reads the sources from")
+    # Every help line states its default (explicitly, so that "not given" options read well).
+    parser.add_argument("--config", help=f"CheXMix config to train and test on: {', '.join(CONFIGS)} "
+                        "(default: none; required unless --paper, which runs xrays_only and mixed, "
+                        "or --sweep, which runs mixed)")
+    parser.add_argument("--data-dir", type=Path,
+                        help="folder the builder reads the sources from (default: the builder's own)")
     # None marks "not given", so that --paper (which fixes both) can refuse them.
-    parser.add_argument("--split", help=f"train/test split, e.g. 60/40, 70:30 or 0.6 (default {DEFAULT_SPLIT})")
+    parser.add_argument("--split", help=f"train/test split, e.g. 60/40, 70:30 or 0.6 (default: {DEFAULT_SPLIT})")
     parser.add_argument("--aug", action=argparse.BooleanOptionalAction, default=None,
-                        help="augment training images (small rotations, scaling, brightness/contrast; default on)")
+                        help="augment training images (small rotations, scaling, brightness/contrast; default: on)")
     parser.add_argument("--models", default=DEFAULT_MODELS,
-                        help="comma-separated NAME[:VARIANT], e.g. mask_rcnn:resnet50,unet")
+                        help=f"comma-separated NAME[:VARIANT], e.g. mask_rcnn:resnet50,unet "
+                             f"(default: {DEFAULT_MODELS})")
     parser.add_argument("--weights", default="none",
-                        help="imagenet, coco, none, last (resume the runs in --out) or PATH of a checkpoint")
-    parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--seeds", type=int, default=1, help="train each model with seeds 0..K-1")
-    parser.add_argument("--image-size", type=int, default=512, help="square training size in px")
-    parser.add_argument("--batch-size", type=int, default=2)
-    parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda")
+                        help="imagenet, coco, none, last (resume the runs in --out) or PATH of a checkpoint "
+                             "(default: %(default)s)")
+    parser.add_argument("--epochs", type=int, default=30, help="training epochs per run (default: %(default)s)")
+    parser.add_argument("--seeds", type=int, default=1,
+                        help="train each model with seeds 0..K-1 (default: %(default)s)")
+    parser.add_argument("--image-size", type=int, default=512, help="square training size in px (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=2, help="images per training step (default: %(default)s)")
+    parser.add_argument("--device", default="auto",
+                        help="auto (CUDA when available), cpu or cuda (default: %(default)s)")
     parser.add_argument("--workers", type=int, help="DataLoader workers (default: 0 on CPU, up to 8 on CUDA)")
-    parser.add_argument("--paper", action="store_true", help="run the paper's grid of training settings")
-    parser.add_argument("--out", type=Path, required=True, help="folder for results, figures and checkpoints")
+    parser.add_argument("--paper", action="store_true",
+                        help="run the paper's grid of training settings (default: off)")
+    parser.add_argument("--sweep", metavar=f"{SWEEP_PARAMETER}=F1,F2,...",
+                        help="replacement curve: train on --config mixed or sample with each share of the training "
+                             "CXRs replaced by CT projections, e.g. ct-fraction=0,0.5,0.833,1 (default: no sweep)")
+    parser.add_argument("--out", type=Path, required=True,
+                        help="folder for results, figures and checkpoints (required)")
+
+
+def parse_sweep(sweep: str) -> list[float]:
+    """``ct-fraction=0,0.5,5/6,1`` -> [0.0, 0.5, 0.833..., 1.0]: distinct fractions in [0, 1]."""
+    name, _, values = sweep.partition("=")
+    if name.strip() != SWEEP_PARAMETER or not values.strip():
+        raise ChexmixInputError(f"--sweep {sweep!r} must be {SWEEP_PARAMETER}=F1,F2,... like "
+                                f"{SWEEP_PARAMETER}=0,0.5,0.833,1 (the only parameter a sweep varies)")
+    fractions = []
+    for text in values.split(","):
+        numerator, slash, denominator = text.strip().partition("/")
+        try:
+            fraction = float(numerator) / float(denominator) if slash else float(numerator)
+        except (ValueError, ZeroDivisionError):
+            fraction = float("nan")
+        if not 0.0 <= fraction <= 1.0:  # nan fails too
+            raise ChexmixInputError(f"--sweep {SWEEP_PARAMETER} value {text.strip()!r} must be a fraction "
+                                    "in [0, 1], e.g. 0.5 or 5/6")
+        fractions.append(fraction)
+    if len(set(fractions)) != len(fractions):
+        raise ChexmixInputError(f"--sweep {sweep!r} names a fraction twice")
+    return fractions
 
 
 def split_label(split: str) -> str:
@@ -65,6 +105,17 @@ def plan_cells(args: argparse.Namespace) -> list[tuple[str, str, str, bool, dict
     """(training dataset, config, split, augment, builder options) of every cell; loads nothing."""
     if args.config is not None and args.config not in CONFIGS:
         raise ChexmixInputError(f"unknown --config {args.config!r}; choose one of {', '.join(CONFIGS)}")
+    if args.sweep is not None:
+        if args.paper:
+            raise ChexmixInputError("--paper and --sweep are separate experiments; give one of them")
+        config = "mixed" if args.config is None else args.config
+        if config not in SWEEP_CONFIGS:
+            raise ChexmixInputError(f"--sweep replaces training CXRs by CT projections, which only "
+                                    f"{' and '.join(SWEEP_CONFIGS)} do; --config {config} cannot")
+        fractions = parse_sweep(args.sweep)
+        split = split_label(DEFAULT_SPLIT if args.split is None else args.split)
+        return [(f"CT fraction {fraction:.3g}", config, split, args.aug is not False, {"ct_fraction": fraction})
+                for fraction in fractions]
     if not args.paper:
         if args.config is None:
             raise ChexmixInputError(f"--config is required (one of {', '.join(CONFIGS)}) unless --paper is given")
@@ -92,7 +143,7 @@ def make_cells(plan: list[tuple[str, str, str, bool, dict]], data_dir: Path | No
         key = (config, split, tuple(sorted(extra.items())))
         if key not in loaded:
             loaded[key] = load_config(config, data_dir, split, **extra)
-        cells.append(Cell(label, config, split, augment, loaded[key]))
+        cells.append(Cell(label, config, split, augment, loaded[key], ct_fraction=extra.get("ct_fraction")))
     return cells
 
 

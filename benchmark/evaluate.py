@@ -23,7 +23,8 @@ from tqdm import tqdm
 from baselines import LesionModel
 
 from .data import LesionDataset, make_loader
-from .metrics import coco_segmentation_ap_rle, dice, encode_instances, iou, mean_std
+from .metrics import coco_segmentation_ap_rle, dice, encode_instances, iou
+from .stats import split_scores
 
 MASK_THRESHOLD = 0.5
 #: test images shown per overlay figure.
@@ -37,8 +38,8 @@ class SplitEvaluation:
     """Scores of one run on its test split and what the overlay figure needs of its predictions.
 
     Attributes:
-        scores: iou_mean, iou_std, dice_mean, dice_std, ap, ap50 and per_image (image_id,
-            has_lesion, iou, dice), as results.json stores them.
+        scores: what results.json stores of a run's test split (see :func:`split_scores`), with
+            per_image (image_id, patient_id, has_lesion, iou, dice, intersection_px, union_px).
         lesion_areas: row index -> (H, W) bool predicted lesion area at the image's own size (px),
             for the rows :func:`overlay_order` picks.
     """
@@ -84,7 +85,7 @@ def evaluate_split(model: LesionModel, split: datasets.Dataset, image_size: int,
     """Predict every row of ``split`` and score it: per-image IoU/Dice, their mean and std, COCO AP."""
     model.eval()
     loader = make_loader(LesionDataset(split, image_size), batch_size, shuffle=False, seed=0, workers=0)
-    rows = iter(split.select_columns(["image_id", "objects", "height", "width"]))
+    rows = iter(split.select_columns(["image_id", "patient_id", "objects", "height", "width"]))
     per_image: list[dict] = []
     sizes: list[tuple[int, int]] = []
     truths: list[list[dict]] = []
@@ -102,15 +103,15 @@ def evaluate_split(model: LesionModel, split: datasets.Dataset, image_size: int,
             if kept[has_lesion] < OVERLAY_IMAGES:
                 kept[has_lesion] += 1
                 lesion_areas[len(per_image)] = area
-            per_image.append({"image_id": row["image_id"], "has_lesion": has_lesion,
-                              "iou": iou(area, truth), "dice": dice(area, truth)})
+            intersection = int(np.logical_and(area, truth).sum())
+            per_image.append({"image_id": row["image_id"], "patient_id": row["patient_id"], "has_lesion": has_lesion,
+                              "iou": iou(area, truth), "dice": dice(area, truth), "intersection_px": intersection,
+                              "union_px": int(area.sum()) + int(truth.sum()) - intersection})
             sizes.append((height, width))
             truths.append(truth_rles)
             detections.append((_instance_rles(prediction.instance_probabilities, height, width),
                                prediction.scores.float().cpu().numpy()))
     shown = overlay_order([p["has_lesion"] for p in per_image])
-    iou_mean, iou_std = mean_std([p["iou"] for p in per_image])
-    dice_mean, dice_std = mean_std([p["dice"] for p in per_image])
-    scores = {"iou_mean": iou_mean, "iou_std": iou_std, "dice_mean": dice_mean, "dice_std": dice_std,
-              **coco_segmentation_ap_rle(sizes, truths, detections), "per_image": per_image}
+    scores = {**split_scores(per_image), **coco_segmentation_ap_rle(sizes, truths, detections), "per_image": per_image}
     return SplitEvaluation(scores, {index: lesion_areas[index] for index in shown})
+

@@ -65,6 +65,7 @@ class Cell:
     split: str  # "60/40"
     augment: bool
     dataset: datasets.DatasetDict = field(compare=False, repr=False)
+    ct_fraction: float | None = None  # the share of training CXRs asked to be replaced (a sweep's x); None: default
 
     @property
     def slug(self) -> str:
@@ -209,6 +210,8 @@ def run_one(cell: Cell, spec: str, seed: int, options: BenchOptions, out_dir: Pa
         "epochs": len(epoch_losses), "weights": options.weights, "initial_weights": initial.name,
         "init_weights": initial.structure, "image_size": options.image_size, "batch_size": options.batch_size,
         "device": str(device), "train_images": len(cell.dataset["train"]), "test_images": len(test),
+        "ct_fraction": cell.ct_fraction,
+        "train_ct_projections": sum(source == "ct_projection" for source in cell.dataset["train"]["source"]),
         "train_loss": epoch_losses, **evaluation.scores,
     }
     return RunOutcome(result, evaluation.lesion_areas)

@@ -5,8 +5,9 @@
   ground-truth lesions, pixel by pixel at the image's own size.
 - Empty-ground-truth rule, the same for every model: on a test image without any ground-truth
   lesion, IoU = Dice = 1 when nothing is predicted and 0 when any lesion pixel is predicted.
-- Mean and standard deviation are population statistics (numpy's ``std``, ddof 0), over test
-  images within a run and over seeds across runs.
+- The standard deviation over test images is a population statistic (numpy's ``std``, ddof 0):
+  a spread, not an uncertainty of the mean. Confidence intervals (patient bootstrap), pooled IoU
+  and the spread over seeds (ddof 1) are in :mod:`benchmark.stats`.
 - COCO segmentation AP (IoU 0.50:0.95) and AP50 come from pycocotools on instance masks ranked by
   score; every test image counts, so detections on lesion-free images are false positives.
   With no ground-truth lesion in the whole split, AP is undefined and reported as None.
@@ -37,14 +38,6 @@ def dice(predicted: np.ndarray, truth: np.ndarray) -> float:
     if total == 0:
         return 1.0
     return float(2 * np.logical_and(predicted, truth).sum() / total)
-
-
-def mean_std(values: list[float]) -> tuple[float, float]:
-    """(mean, population standard deviation) of ``values``; (nan, nan) when empty."""
-    if not values:
-        return float("nan"), float("nan")
-    array = np.asarray(values, dtype=np.float64)
-    return float(array.mean()), float(array.std())
 
 
 def encode_instances(masks: np.ndarray) -> list[dict]:

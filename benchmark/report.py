@@ -11,7 +11,8 @@ import numpy as np
 
 from chexmix_dataset.atomic import atomic_file, write_json
 
-from .metrics import mean_std
+from .results import ROW_KEYS, replaced_fraction, sweep_rows
+from .stats import DEFAULT_RESAMPLES, paired_comparison, seed_spread, split_scores
 
 if TYPE_CHECKING:
     from .harness import Cell, RunOutcome
@@ -35,53 +36,200 @@ def _mean_or_none(values: list[float | None]) -> float | None:
     return None if not values or any(v is None for v in values) else float(np.mean(values))
 
 
-def summarize(runs: list[dict]) -> list[dict]:
-    """One row per (cell, model): means over seeds of the per-run scores and their spreads.
+def seed_averaged_images(group: list[dict]) -> list[dict]:
+    """Per test image (in test order): patient_id, has_lesion and the mean over the group's seeds
+    of iou and dice; intersection_px and union_px summed over seeds (for the pooled IoU)."""
+    first = group[0]["per_image"]
+    ids = [p["image_id"] for p in first]
+    for run in group[1:]:
+        if [p["image_id"] for p in run["per_image"]] != ids:
+            raise ValueError("runs of one table row were scored on different test images")
+    images = []
+    for k, image in enumerate(first):
+        seeds = [run["per_image"][k] for run in group]
+        images.append({"image_id": image["image_id"], "patient_id": image["patient_id"],
+                       "has_lesion": image["has_lesion"],
+                       **{m: float(np.mean([s[m] for s in seeds])) for m in ("iou", "dice")},
+                       **{m: float(np.sum([s[m] for s in seeds])) for m in ("intersection_px", "union_px")}})
+    return images
 
-    ``iou_std_images`` is the mean over seeds of the per-run std over test images;
-    ``iou_std_seeds`` is the std over seeds of the per-run means (0 with one seed). Dice alike.
+
+def summarize(runs: list[dict]) -> list[dict]:
+    """One row per (cell, model), i.e. per run but for the seed.
+
+    Over test images (uncertainty of the test set): ``iou_mean`` and ``iou_ci``, the mean and
+    patient bootstrap 95 % CI of each image's IoU averaged over seeds; Dice and the
+    lesion-positive IoU alike; ``pooled_iou`` sums intersections and unions over images and seeds.
+    ``iou_std_images`` is the spread (population std) over test images of those scores.
+    Over seeds (uncertainty of training): ``iou_seeds`` lists each seed's mean IoU,
+    ``iou_mean_seeds`` / ``iou_std_seeds`` their mean and sample std (None with one seed).
     """
-    keys = ("training_dataset", "config", "split", "augment", "model")
     groups: dict[tuple, list[dict]] = {}
     for run in runs:
-        groups.setdefault(tuple(run[k] for k in keys), []).append(run)
+        groups.setdefault(tuple(run[k] for k in ROW_KEYS), []).append(run)
     rows = []
     for key, group in groups.items():
-        row = dict(zip(keys, key), seeds=len(group), epochs=group[0]["epochs"])
+        first = group[0]
+        images = seed_averaged_images(group)
+        scores = split_scores(images)
+        row = dict(zip(ROW_KEYS, key), seeds=len(group), epochs=first["epochs"],
+                   train_images=first["train_images"], train_ct_projections=first.get("train_ct_projections"),
+                   test_images=len(images), **{k: v for k, v in scores.items() if not k.endswith("_std")})
         for metric in ("iou", "dice"):
-            row[f"{metric}_mean"], row[f"{metric}_std_seeds"] = mean_std([r[f"{metric}_mean"] for r in group])
-            row[f"{metric}_std_images"] = float(np.mean([r[f"{metric}_std"] for r in group]))
+            row[f"{metric}_std_images"] = scores[f"{metric}_std"]
+            row[f"{metric}_seeds"] = [r[f"{metric}_mean"] for r in group]
+            row[f"{metric}_mean_seeds"], row[f"{metric}_std_seeds"] = seed_spread(row[f"{metric}_seeds"])
         row["ap"] = _mean_or_none([r["ap"] for r in group])
         row["ap50"] = _mean_or_none([r["ap50"] for r in group])
         rows.append(row)
     return rows
 
 
+def _row_name(row: dict) -> str:
+    return row["training_dataset"]
+
+
+def compare_rows(runs: list[dict], summary: list[dict]) -> list[dict]:
+    """Paired comparisons of table rows scored on the same test images (IoU, A minus B).
+
+    - Training data: rows of the same split, augmentation and model but another training dataset
+      (e.g. Mixed, or a sweep's fractions) against the reference: the row with the smallest
+      ct_fraction (a sweep's 0, the sample's X-rays only), else the first (X-rays only comes first).
+    - Models: every other model of a cell against the cell's first model.
+    Each image's IoU is first averaged over seeds. Rows whose test images differ are not paired.
+    """
+    groups: dict[tuple, list[dict]] = {}
+    for run in runs:
+        groups.setdefault(tuple(run[k] for k in ROW_KEYS), []).append(run)
+    images = {key: seed_averaged_images(group) for key, group in groups.items()}
+    key_of = {id(row): tuple(row[k] for k in ROW_KEYS) for row in summary}
+    pairs: list[tuple[str, dict, dict]] = []
+    by_setting: dict[tuple, list[dict]] = {}
+    by_cell: dict[tuple, list[dict]] = {}
+    for row in summary:
+        by_setting.setdefault((row["split"], row["augment"], row["model"]), []).append(row)
+        by_cell.setdefault(tuple(row[k] for k in ROW_KEYS if k != "model"), []).append(row)
+    for rows in by_setting.values():
+        # The reference is the fewest CT projections: X-rays only, or a sweep's smallest fraction.
+        rows = sorted(rows, key=lambda r: (r["ct_fraction"] is None, r["ct_fraction"] or 0.0))
+        pairs += [("training data", row, rows[0]) for row in rows[1:]]
+    for rows in by_cell.values():
+        pairs += [("model", row, rows[0]) for row in rows[1:]]
+    comparisons = []
+    for kind, a, b in pairs:
+        images_a, images_b = images[key_of[id(a)]], images[key_of[id(b)]]
+        entry = {"kind": kind, "a": {k: a[k] for k in ROW_KEYS}, "b": {k: b[k] for k in ROW_KEYS}}
+        if [p["image_id"] for p in images_a] != [p["image_id"] for p in images_b]:
+            comparisons.append({**entry, "paired": False})
+            continue
+        paired = paired_comparison([p["iou"] for p in images_a], [p["iou"] for p in images_b],
+                                   [p["patient_id"] for p in images_a])
+        comparisons.append({**entry, "paired": True, "metric": "iou", **paired.as_dict()})
+    return comparisons
+
+
 def _number(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
-def results_markdown(summary: list[dict], versions: dict[str, str]) -> str:
-    """The paper-style table with a note on how every number was computed."""
+def _with_ci(value: float | None, interval: list[float | None]) -> str:
+    if value is None:
+        return "n/a"
+    low, high = interval
+    return f"{value:.3f}" if low is None else f"{value:.3f} [{low:.3f}, {high:.3f}]"
+
+
+def _signed_with_ci(value: float, interval: list[float | None]) -> str:
+    low, high = interval
+    return f"{value:+.3f}" if low is None else f"{value:+.3f} [{low:+.3f}, {high:+.3f}]"
+
+
+def _setting(row: dict) -> str:
+    return f"{row['split']}, aug {'y' if row['augment'] else 'n'}"
+
+
+def comparison_line(comparison: dict) -> str:
+    """E.g. "Mixed vs X-rays only (60/40, aug y, unet): ΔIoU -0.020 [-0.060, +0.010], Wilcoxon p=0.4 (8 patients)"."""
+    a, b = comparison["a"], comparison["b"]
+    if comparison["kind"] == "model":
+        title = f"{a['model']} vs {b['model']} ({_row_name(a)}, {_setting(a)})"
+    else:
+        title = f"{_row_name(a)} vs {_row_name(b)} ({_setting(a)}, {a['model']})"
+    if not comparison["paired"]:
+        return f"{title}: not paired, the test images differ"
+    p = comparison["wilcoxon_p"]
+    p_text = "n/a (no patient's IoU differs)" if p is None else f"{p:.2g}"
+    difference = _signed_with_ci(comparison["difference_value"],
+                                 [comparison["difference_low"], comparison["difference_high"]])
+    return f"{title}: ΔIoU {difference}, Wilcoxon p={p_text} ({comparison['patients']} patients)"
+
+
+def results_markdown(summary: list[dict], versions: dict[str, str], comparisons: list[dict] | None = None) -> str:
+    """The paper-style table with intervals, seed spreads, paired comparisons and how each number was computed."""
     several_seeds = any(row["seeds"] > 1 for row in summary)
-    header = ["Training dataset", "Split", "Aug", "Model", "IoU ± std", "Dice", "AP50"]
+    header = ["Training dataset", "Split", "Aug", "Model", "IoU [95% CI]", "Dice [95% CI]", "AP50",
+              "IoU lesion+ [95% CI]", "Pooled IoU", "Lesion-free test", "Test images (patients)"]
     if several_seeds:
-        header.append("IoU ± std over seeds")
+        header.append("IoU over seeds: mean ± std")
     lines = ["# CheXMix lesion segmentation benchmark", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in summary:
         cells = [row["training_dataset"], row["split"], "y" if row["augment"] else "n", row["model"],
-                 f"{row['iou_mean']:.3f} ± {row['iou_std_images']:.3f}",
-                 f"{row['dice_mean']:.3f} ± {row['dice_std_images']:.3f}", _number(row["ap50"])]
+                 _with_ci(row["iou_mean"], row["iou_ci"]), _with_ci(row["dice_mean"], row["dice_ci"]),
+                 _number(row["ap50"]), _with_ci(row["iou_lesion_mean"], row["iou_lesion_ci"]),
+                 _with_ci(row["pooled_iou"], row["pooled_iou_ci"]), f"{100 * row['lesion_free_fraction']:.0f} %",
+                 f"{row['test_images']} ({row['test_patients']})"]
         if several_seeds:
-            cells.append(f"{row['iou_mean']:.3f} ± {row['iou_std_seeds']:.3f} ({row['seeds']} seeds)")
+            std = row["iou_std_seeds"]
+            spread = "n/a" if std is None else f"{std:.3f}"
+            cells.append(f"{row['iou_mean_seeds']:.3f} ± {spread} ({row['seeds']} seeds)")
         lines.append("| " + " | ".join(cells) + " |")
+    sweep = sweep_rows(summary)
+    if sweep:
+        lines += ["", "## Replacement curve (CT fraction sweep)", "",
+                  "| Split | Aug | Model | CT fraction asked | CXRs replaced (built) | Train images | IoU [95% CI] |",
+                  "|---|---|---|---|---|---|---|"]
+        for row in sweep:
+            built = replaced_fraction(row)
+            lines.append(f"| {row['split']} | {'y' if row['augment'] else 'n'} | {row['model']} | "
+                         f"{row['ct_fraction']:.3g} | {_number(built)} ({row['train_ct_projections']} of "
+                         f"{row['train_images']}) | {row['train_images']} | "
+                         f"{_with_ci(row['iou_mean'], row['iou_ci'])} |")
+        if len({row["train_images"] for row in sweep}) > 1:
+            lines += ["", "Warning: the training sets of the sweep differ in size, so the curve mixes the effect "
+                          "of the CT fraction with that of the amount of training data."]
+        lines += ["", "Figure: figures/replacement_curve.png (the paper's mix replaces 5/6 of the CXRs)."]
+    if comparisons:
+        lines += ["", "## Paired comparisons (same test images, A minus B)", ""]
+        lines += [f"- {comparison_line(c)}" for c in comparisons]
     epochs = sorted({row["epochs"] for row in summary})
     lines += [
         "",
-        "IoU and Dice: per test image, predicted lesion area (Mask R-CNN instances scoring >= 0.5; "
-        "U-Net probability > 0.5) against the union of ground-truth lesions at the image's own size; "
-        "mean ± standard deviation over test images (averaged over seeds). "
+        "## How the numbers were computed",
+        "",
+        "IoU and Dice: per test image, predicted lesion area (Mask R-CNN instances above the score "
+        "threshold; U-Net probability > 0.5) against the union of ground-truth lesions at the image's own size, "
+        "then the mean over test images. With several seeds each image's score is first averaged over seeds.",
+        "",
+        "[95% CI]: uncertainty from the choice of test images, a percentile bootstrap "
+        f"({DEFAULT_RESAMPLES} resamples) that resamples test *patients* (patient_id) with all their images, "
+        "since images of one patient are not independent. The spread of the scores over test images "
+        "(how much images differ, not how certain the mean is) is in results.json as iou_std_images.",
+        "",
+        "IoU lesion+: the mean over test images with at least one ground-truth lesion only. "
+        "Pooled IoU: all test pixels at once (total intersection / total union), which weighs images by "
+        "lesion size and needs no empty-ground-truth rule. Lesion-free test: the share of test images "
+        "without ground-truth lesions, where predicting nothing scores 1.",
+        "",
+        "IoU over seeds: mean ± sample standard deviation (ddof 1) of the per-seed mean IoUs, the "
+        "uncertainty from training (initialisation, batch order, augmentation); it is not the spread over "
+        "test images and not the CI." if several_seeds else
+        "One seed per row: the spread over training seeds is not measured (use --seeds K).",
+        "",
+        "Paired comparisons: the mean over test images of the IoU difference A - B with its patient "
+        "bootstrap 95 % CI, and a two-sided Wilcoxon signed-rank p-value (scipy) over the per-patient "
+        "mean differences (patients with no difference are dropped).",
+        "",
         "AP50: COCO mask AP at IoU 0.5 (pycocotools; U-Net instances are connected components scored "
         "by mean probability), averaged over seeds.",
         "",
@@ -96,13 +244,14 @@ def results_markdown(summary: list[dict], versions: dict[str, str]) -> str:
 
 def write_outputs(out_dir: Path, outcomes: list[tuple[Cell, RunOutcome]], options: dict) -> dict:
     """Write results.json, results.md and figures/; returns what results.json holds."""
-    from .figures import draw_iou_bars, draw_loss_curves, draw_overlays
+    from .figures import draw_iou_bars, draw_loss_curves, draw_overlays, draw_replacement_curve
 
     versions = package_versions()
     runs = [outcome.result for _, outcome in outcomes]
     summary = summarize(runs)
+    comparisons = compare_rows(runs, summary)
     results = {"versions": versions, "options": options, "empty_ground_truth_rule": EMPTY_GROUND_TRUTH_RULE,
-               "summary": summary, "runs": runs}
+               "summary": summary, "comparisons": comparisons, "runs": runs}
     figures = out_dir / "figures"
     cells = list(dict.fromkeys(cell for cell, _ in outcomes))
     for cell in cells:
@@ -113,7 +262,10 @@ def write_outputs(out_dir: Path, outcomes: list[tuple[Cell, RunOutcome]], option
         draw_loss_curves(handle, runs)
     with atomic_file(figures / "iou_by_config.png", "wb") as handle:
         draw_iou_bars(handle, summary)
+    if sweep_rows(summary):
+        with atomic_file(figures / "replacement_curve.png", "wb") as handle:
+            draw_replacement_curve(handle, sweep_rows(summary))
     write_json(out_dir / "results.json", results)
     with atomic_file(out_dir / "results.md", "w") as handle:
-        handle.write(results_markdown(summary, versions))
+        handle.write(results_markdown(summary, versions, comparisons))
     return results

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 
@@ -26,6 +27,7 @@ from chexmix_dataset.cli import main
 from chexmix_dataset.errors import ChexmixInputError
 from chexmix_dataset.features import FEATURES
 from chexmix_dataset.lesions import decode_rle
+from chexmix_dataset.projection import ProjectorOptions
 
 FAST = BenchOptions(epochs=2, image_size=64, batch_size=2, progress=False)
 
@@ -134,8 +136,14 @@ def test_evaluation_scores_an_exact_model_perfectly_and_keeps_only_the_overlay_a
     evaluation = evaluate_split(BrightPixelOracle(), split, 64, torch.device("cpu"), batch_size=3, progress=False)
     scores = evaluation.scores
     assert [p["image_id"] for p in scores["per_image"]] == split["image_id"]
+    assert [p["patient_id"] for p in scores["per_image"]] == split["patient_id"]
     assert [p["has_lesion"] for p in scores["per_image"]] == [n > 0 for n in lesions]
     assert all(p["iou"] == p["dice"] == 1.0 for p in scores["per_image"])
+    truth_px = [int(np.asarray(row["mask"]).astype(bool).sum()) for row in split]
+    assert [p["intersection_px"] for p in scores["per_image"]] == truth_px
+    assert [p["union_px"] for p in scores["per_image"]] == truth_px
+    assert scores["pooled_iou"] == scores["iou_lesion_mean"] == 1.0 and scores["iou_ci"] == [1.0, 1.0]
+    assert scores["lesion_free_fraction"] == pytest.approx(0.4) and scores["test_patients"] == 5
     assert scores["ap"] == pytest.approx(1.0) and scores["ap50"] == pytest.approx(1.0)
     # Only the areas the overlay shows are kept: the first four rows with lesions.
     shown = [i for i, n in enumerate(lesions) if n][:OVERLAY_IMAGES]
@@ -179,10 +187,14 @@ def test_results_files_figures_and_numbers_agree(tmp_path) -> None:
     assert len(run["train_loss"]) == 2 and len(run["per_image"]) == 4
     assert run["iou_mean"] == pytest.approx(np.mean([p["iou"] for p in run["per_image"]]))
     assert run["dice_std"] == pytest.approx(np.std([p["dice"] for p in run["per_image"]]))
+    assert {p["patient_id"] for p in run["per_image"]} == set(tiny_dataset_dict()["test"]["patient_id"])
+    low, high = run["iou_ci"]
+    assert low <= run["iou_mean"] <= high
     table = (tmp_path / "results.md").read_text()
-    assert "| Training dataset | Split | Aug | Model | IoU ± std | Dice | AP50 |" in table
-    assert f"| Tiny discs | 60/40 | y | unet | {run['iou_mean']:.3f} ± {run['iou_std']:.3f} |" in table
+    assert "| Training dataset | Split | Aug | Model | IoU [95% CI] | Dice [95% CI] | AP50 |" in table
+    assert f"| Tiny discs | 60/40 | y | unet | {run['iou_mean']:.3f} [{low:.3f}, {high:.3f}] |" in table
     assert "no lesion is predicted" in table  # the empty-ground-truth rule is stated
+    assert "resamples test *patients*" in table and "One seed per row" in table
     for name in ("overlays_tiny-discs-tiny-60-40-aug.png", "loss_curves.png", "iou_by_config.png"):
         with Image.open(tmp_path / "figures" / name) as figure:
             assert figure.format == "PNG" and figure.width > 200
@@ -281,6 +293,12 @@ def bench(tmp_path, *extra: str) -> int:
     (["--config", "sample", "--epochs", "0"], "--epochs must be at least 1"),
     (["--paper", "--split", "80/20"], "drop --split"),
     (["--paper", "--no-aug"], "drop --aug/--no-aug"),
+    (["--sweep", "ct-fraction=0,1", "--paper"], "--paper and --sweep are separate experiments"),
+    (["--sweep", "ct-fraction=0,1", "--config", "xrays_only"], "--config xrays_only cannot"),
+    (["--sweep", "ct-fraction=0,1.5"], "value '1.5' must be a fraction in [0, 1]"),
+    (["--sweep", "ct-fraction=0,a"], "value 'a' must be a fraction"),
+    (["--sweep", "ct-fraction=0.5,1/2"], "names a fraction twice"),
+    (["--sweep", "seeds=0,1"], "must be ct-fraction=F1,F2,..."),
 ])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, tiny_configs, arguments, message) -> None:
     assert bench(tmp_path, *arguments) == 2
@@ -343,6 +361,34 @@ def test_paper_grid_on_the_sample_uses_its_xrays_only_counterpart(tmp_path, tiny
     assert ran[2].dataset is ran[4].dataset and ran[3].dataset is ran[5].dataset
 
 
+def test_sweep_plans_one_cell_per_fraction_on_the_same_split(tmp_path, tiny_configs, monkeypatch) -> None:
+    ran = []
+    monkeypatch.setattr(harness, "run_grid", lambda cells, models, options, out, **_: ran.extend(cells) or {"runs": []})
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "results.md").write_text("stand-in\n")
+    assert bench(tmp_path, "--sweep", "ct-fraction=0, 0.5,5/6,1", "--split", "80/20") == 0
+    assert [(c.config, c.split, c.augment, c.ct_fraction) for c in ran] == [
+        ("mixed", "80/20", True, 0.0), ("mixed", "80/20", True, 0.5), ("mixed", "80/20", True, 5 / 6),
+        ("mixed", "80/20", True, 1.0)]
+    assert tiny_configs == [("mixed", "80/20", {"ct_fraction": f}) for f in (0.0, 0.5, 5 / 6, 1.0)]
+    assert len({c.slug for c in ran}) == 4  # every fraction trains in its own run folder
+
+
+def test_help_states_every_default(capsys) -> None:
+    parser = argparse.ArgumentParser(prog="chexmix bench")
+    bench_cli.add_arguments(parser)
+    options = [action for action in parser._actions if action.dest != "help"]
+    assert all("default:" in action.help or "(required)" in action.help for action in options), \
+        [action.dest for action in options if "default:" not in action.help]
+    for action in options:
+        if action.default not in (None, False) and "%(default)" not in action.help:
+            assert f"default: {action.default}" in action.help  # a default written out matches the real one
+    with pytest.raises(SystemExit):
+        main(["bench", "--help"])
+    shown = capsys.readouterr().out
+    assert "(default: 30)" in shown and "(default: 512)" in shown and "(default: mask_rcnn,unet)" in shown
+
+
 # --- end to end ----------------------------------------------------------------------------
 
 def test_chexmix_bench_on_the_sample_config_end_to_end(tmp_path, monkeypatch, capsys) -> None:
@@ -359,3 +405,29 @@ def test_chexmix_bench_on_the_sample_config_end_to_end(tmp_path, monkeypatch, ca
     assert run["train_images"] == len(sample["train"]) and run["device"] == "cpu"
     assert all(0.0 <= p["iou"] <= 1.0 and 0.0 <= p["dice"] <= 1.0 for p in run["per_image"])
     assert (out / "figures" / "overlays_sample-60-40-aug.png").is_file()
+
+
+def test_ct_fraction_sweep_on_the_sample_draws_the_replacement_curve(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf-cache"))
+    real_load = bench_cli.load_config
+    # The real builder and mix, on a smaller sample (fewer and smaller phantoms) to stay fast.
+    small = {"sample_n_ct": 8, "sample_n_cxr": 10, "sample_ct_shape": (64, 64, 24), "sample_cxr_size": 96,
+             "projector": ProjectorOptions(size_px=96)}
+    monkeypatch.setattr(bench_cli, "load_config", lambda *args, **options: real_load(*args, **options, **small))
+    out = tmp_path / "out"
+    assert main(["bench", "--config", "sample", "--sweep", "ct-fraction=0,1", "--image-size", "64", "--epochs", "1",
+                 "--models", "unet", "--device", "cpu", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    results = json.loads((out / "results.json").read_text())
+    zero, one = results["runs"]
+    assert (zero["ct_fraction"], one["ct_fraction"]) == (0.0, 1.0)
+    assert zero["train_ct_projections"] == 0 and one["train_ct_projections"] == one["train_images"]
+    assert [p["image_id"] for p in zero["per_image"]] == [p["image_id"] for p in one["per_image"]]
+    (comparison,) = results["comparisons"]
+    assert comparison["paired"] and comparison["a"]["ct_fraction"] == 1.0 and comparison["b"]["ct_fraction"] == 0.0
+    expected = np.mean([a["iou"] - b["iou"] for a, b in zip(one["per_image"], zero["per_image"])])
+    assert comparison["difference_value"] == pytest.approx(expected)
+    assert "## Replacement curve (CT fraction sweep)" in printed
+    assert "CT fraction 1 vs CT fraction 0 (60/40, aug y, unet): ΔIoU" in printed
+    with Image.open(out / "figures" / "replacement_curve.png") as figure:
+        assert figure.format == "PNG" and figure.width > 300
