@@ -20,6 +20,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "show": ("chexmix_dataset.commands.show", "draw a grid of images with lesion overlays"),
     "bench": ("benchmark.cli", "train and score lesion segmentation models on CheXMix"),
     "predict": ("benchmark.predict", "predict lesion masks on chest X-rays with a trained model (research only)"),
+    "publish-model": ("benchmark.publish_model", "publish a trained model as a Hugging Face model repository"),
     "publish": ("chexmix_dataset.commands.publish", "publish CheXMix configs to the Hugging Face Hub"),
 }
 
