@@ -48,7 +48,8 @@ class Terminated(BaseException):
 # ------------------------------------------------------------------ live temporary outputs ---
 
 _live: dict[Path, int] = {}  # temporary path -> pid of the process that created it
-_lock = threading.Lock()
+# Reentrant: the signal handler runs in the main thread, possibly while that thread holds it.
+_lock = threading.RLock()
 _handler_pid: int | None = None  # the process whose handlers are installed (children inherit them)
 _raise_always = False  # True under ``chexmix``: SIGTERM unwinds even when no output is being written
 _deferring = 0  # > 0 while the main thread renames outputs into place

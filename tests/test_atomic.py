@@ -219,3 +219,32 @@ def test_writes_from_a_thread_work_and_install_no_handler(tmp_path):
     assert child.returncode == 0, err
     assert out.split() == ["True"]
     assert json.loads((tmp_path / "from_thread.json").read_text()) == {"ok": True}
+
+
+def test_sigterm_with_dataloader_workers_cleans_up_and_stops_the_workers(tmp_path):
+    """The benchmark's case: SIGTERM while DataLoader workers (forked, sharing the handler) run."""
+    script = (
+        "import os, sys, time, torch\n"
+        "from torch.utils.data import DataLoader, Dataset\n"
+        "from chexmix_dataset.atomic import atomic_file\n"
+        "class Slow(Dataset):\n"
+        "    def __len__(self): return 10**6\n"
+        "    def __getitem__(self, i): time.sleep(0.01); return torch.zeros(4)\n"
+        "loader = DataLoader(Slow(), batch_size=2, num_workers=2)\n"
+        "with atomic_file('checkpoint.pt', 'wb') as handle:\n"
+        "    for step, batch in enumerate(loader):\n"
+        "        handle.write(b'x' * 1024)\n"
+        "        if step == 3:\n"
+        "            workers = [int(p) for p in os.listdir('/proc') if p.isdigit() and\n"
+        "                       open(f'/proc/{p}/stat').read().split(') ')[1].split()[1] == str(os.getpid())]\n"
+        "            print(' '.join(map(str, workers)), flush=True)\n"
+    )
+    child = _python(script, cwd=tmp_path)
+    workers = [int(pid) for pid in child.stdout.readline().split()]
+    assert len(workers) == 2, child.communicate()
+    child.send_signal(signal.SIGTERM)
+    _, err = child.communicate(timeout=60)
+    assert child.returncode != 0 and "Terminated: terminated by SIGTERM" in err
+    assert list(tmp_path.iterdir()) == []
+    time.sleep(0.5)
+    assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()], "DataLoader workers left running"
