@@ -255,3 +255,11 @@ def test_sixteen_bit_cxr_is_stretched_from_its_own_range(tmp_path):
     assert grey.dtype == np.uint8 and (grey[0, 0], grey[-1, -1]) == (0, 255)
     assert np.abs(grey.astype(int) - expected).max() <= 1  # ties may round to even
     assert np.mean(grey.astype(int) == expected) > 0.99
+
+
+def test_inverted_mask_is_flagged(tmp_path):
+    inverted = 255 - union_uint8(255, np.uint8)  # lesions black on white: the whole background is "lesion"
+    write_cxr_folder(tmp_path, "x.png", lambda p: Image.fromarray(inverted).save(p))
+    _, instances, warnings = load_only_case(tmp_path)
+    assert len(instances) == 1 and instances[0].mask.sum() == HEIGHT * WIDTH - sum(m.sum() for m in disc_masks())
+    assert len(warnings) == 1 and "x.png" in warnings[0] and "inverted" in warnings[0]
