@@ -8,8 +8,8 @@ in the main thread, SIGTERM raises :class:`Terminated`, which unwinds like Keybo
 ``chexmix`` then exits with the conventional status 143 (128 + 15) (see
 :func:`install_signal_cleanup`). The renames that put an
 output in place are never cut in half by a signal: it waits until they are done. Forked
-children (DataLoader workers, ``num_proc`` processes) keep the default signal behaviour and
-never touch their parent's temporary outputs. Outputs get the permissions the umask gives
+children (DataLoader workers, ``num_proc`` processes) get the default handlers back at fork,
+so they die on SIGTERM as usual and never touch their parent's temporary outputs. Outputs get the permissions the umask gives
 (0644 files, 0755 folders under umask 022), like any file the user creates.
 """
 
@@ -51,6 +51,7 @@ _live: dict[Path, int] = {}  # temporary path -> pid of the process that created
 # Reentrant: the signal handler runs in the main thread, possibly while that thread holds it.
 _lock = threading.RLock()
 _handler_pid: int | None = None  # the process whose handlers are installed (children inherit them)
+_fork_hook_registered = False
 _raise_always = False  # True under ``chexmix``: SIGTERM unwinds even when no output is being written
 _deferring = 0  # > 0 while the main thread renames outputs into place
 _pending: list[int] = []  # signals that arrived meanwhile
@@ -98,8 +99,8 @@ def _raise_for(signum: int) -> None:
 def _on_signal(signum: int, frame: object) -> None:
     writing = bool(live_temporary_paths())
     if not writing and (os.getpid() != _handler_pid or not _raise_always):
-        # Nothing of ours to clean (or a forked child that inherited the handler, such as a
-        # DataLoader worker): behave exactly as without the handler.
+        # Nothing of ours to clean (or a child forked without the at-fork reset): behave
+        # exactly as without the handler.
         if signum == signal.SIGINT:
             raise KeyboardInterrupt
         signal.signal(signum, signal.SIG_DFL)
@@ -109,6 +110,16 @@ def _on_signal(signum: int, frame: object) -> None:
         _pending.append(signum)
         return
     _raise_for(signum)
+
+
+def _defaults_in_forked_child() -> None:
+    # A forked child (DataLoader worker, multiprocessing pool) must die on SIGTERM at once, as by
+    # default: a Python-level handler only runs between bytecodes, so a child blocked in C (a
+    # lock inherited mid-use, a long native call) would outlive its parent's terminate().
+    for signum, default in ((signal.SIGTERM, signal.SIG_DFL), (signal.SIGINT, signal.default_int_handler)):
+        with contextlib.suppress(ValueError):
+            if signal.getsignal(signum) is _on_signal:
+                signal.signal(signum, default)
 
 
 def install_signal_cleanup(always_raise: bool = False) -> bool:
@@ -121,7 +132,7 @@ def install_signal_cleanup(always_raise: bool = False) -> bool:
     143 after every ``finally`` has run). The atomic writers call this too, so library use (a
     script calling ``run_benchmark``) is covered.
     """
-    global _handler_pid, _raise_always
+    global _handler_pid, _raise_always, _fork_hook_registered
     if always_raise and _handler_pid == os.getpid():
         _raise_always = True
     if _handler_pid == os.getpid():
@@ -136,6 +147,9 @@ def install_signal_cleanup(always_raise: bool = False) -> bool:
                 signal.signal(signum, _on_signal)
     except ValueError:  # not the main interpreter's main thread
         return False
+    if not _fork_hook_registered:
+        os.register_at_fork(after_in_child=_defaults_in_forked_child)
+        _fork_hook_registered = True
     _handler_pid = os.getpid()
     _raise_always = always_raise
     return True
