@@ -50,8 +50,7 @@ class Terminated(BaseException):
 _live: dict[Path, int] = {}  # temporary path -> pid of the process that created it
 # Reentrant: the signal handler runs in the main thread, possibly while that thread holds it.
 _lock = threading.RLock()
-_handler_pid: int | None = None  # the process whose handlers are installed (children inherit them)
-_fork_hook_registered = False
+_handler_pid: int | None = None  # the process whose handlers are installed
 _raise_always = False  # True under ``chexmix``: SIGTERM unwinds even when no output is being written
 _deferring = 0  # > 0 while the main thread renames outputs into place
 _pending: list[int] = []  # signals that arrived meanwhile
@@ -112,14 +111,25 @@ def _on_signal(signum: int, frame: object) -> None:
     _raise_for(signum)
 
 
-def _defaults_in_forked_child() -> None:
-    # A forked child (DataLoader worker, multiprocessing pool) must die on SIGTERM at once, as by
-    # default: a Python-level handler only runs between bytecodes, so a child blocked in C (a
-    # lock inherited mid-use, a long native call) would outlive its parent's terminate().
+def _after_fork_in_child() -> None:
+    """A forked child (DataLoader worker, multiprocessing pool) starts with default signal handling.
+
+    It must die on SIGTERM at once, as by default: a Python-level handler only runs between
+    bytecodes, so a child blocked in C (a lock inherited mid-use, a long native call) would
+    outlive its parent's terminate(). Its copy of the registry lock may have been held by
+    another thread at the fork, so it gets a fresh one.
+    """
+    global _lock, _deferring
+    _lock = threading.RLock()
+    _deferring = 0
+    _pending.clear()
     for signum, default in ((signal.SIGTERM, signal.SIG_DFL), (signal.SIGINT, signal.default_int_handler)):
         with contextlib.suppress(ValueError):
             if signal.getsignal(signum) is _on_signal:
                 signal.signal(signum, default)
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def install_signal_cleanup(always_raise: bool = False) -> bool:
@@ -132,7 +142,7 @@ def install_signal_cleanup(always_raise: bool = False) -> bool:
     143 after every ``finally`` has run). The atomic writers call this too, so library use (a
     script calling ``run_benchmark``) is covered.
     """
-    global _handler_pid, _raise_always, _fork_hook_registered
+    global _handler_pid, _raise_always
     if always_raise and _handler_pid == os.getpid():
         _raise_always = True
     if _handler_pid == os.getpid():
@@ -147,9 +157,6 @@ def install_signal_cleanup(always_raise: bool = False) -> bool:
                 signal.signal(signum, _on_signal)
     except ValueError:  # not the main interpreter's main thread
         return False
-    if not _fork_hook_registered:
-        os.register_at_fork(after_in_child=_defaults_in_forked_child)
-        _fork_hook_registered = True
     _handler_pid = os.getpid()
     _raise_always = always_raise
     return True
