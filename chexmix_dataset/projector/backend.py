@@ -6,6 +6,7 @@ type of the array it is given. torch is imported only when a tensor is passed.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -19,12 +20,15 @@ def is_torch(array: Array) -> bool:
 
 
 def to_device(array: np.ndarray, device: str) -> Array:
-    """``array`` as it will be rendered: unchanged for "cpu", a torch tensor on ``device`` otherwise."""
+    """``array`` as it will be rendered: unchanged for "cpu", a torch tensor on ``device`` otherwise.
+
+    ``device`` is "cpu" (numpy), a torch device such as "cuda" or "cuda:1", or "torch:cpu".
+    """
     if device == "cpu":
         return array
     import torch
 
-    return torch.from_numpy(np.ascontiguousarray(array)).to(device)
+    return torch.from_numpy(np.ascontiguousarray(array)).to(device.removeprefix("torch:"))
 
 
 def to_numpy(array: Array) -> np.ndarray:
@@ -32,12 +36,12 @@ def to_numpy(array: Array) -> np.ndarray:
 
 
 def float_slabs(voxels: Array, y0: int, y1: int, scale: float, offset: float, floor: float) -> Array:
-    """``max(voxels[:, y0:y1, :] * scale + offset, floor)`` as float32 in (y, z, x) order, contiguous."""
+    """``max(voxels[:, y0:y1, :] * scale + offset, floor)`` as float32 in (y, x, z) order, contiguous."""
     part = voxels[:, y0:y1, :]
     if is_torch(part):
-        out = part.permute(1, 2, 0).to(dtype=_torch().float32).contiguous()
+        out = part.permute(1, 0, 2).to(dtype=_torch().float32).contiguous()
         return out.mul_(scale).add_(offset).clamp_(min=floor)
-    out = np.ascontiguousarray(part.transpose(1, 2, 0), dtype=np.float32)
+    out = np.ascontiguousarray(part.transpose(1, 0, 2), dtype=np.float32)
     out *= np.float32(scale)
     out += np.float32(offset)
     return np.maximum(out, np.float32(floor), out=out)
@@ -50,12 +54,11 @@ def like(reference: Array, values: np.ndarray) -> Array:
     return values
 
 
-def gather_last(array: Array, index: Array) -> Array:
-    """``out[..., m] = array[..., index[..., m]]``, ``index`` broadcast over the leading axes."""
+def swap_last_axes(array: Array) -> Array:
+    """A contiguous copy of a 3D array with its last two axes swapped."""
     if is_torch(array):
-        shape = (*array.shape[:-1], index.shape[-1])
-        return _torch().gather(array, array.ndim - 1, index.expand(shape))
-    return np.take_along_axis(array, index, axis=-1)
+        return array.transpose(1, 2).contiguous()
+    return np.ascontiguousarray(array.transpose(0, 2, 1))
 
 
 def sparse_rows_matmul(columns: np.ndarray, weights: np.ndarray, n_columns: int, dense: Array) -> Array:
@@ -67,10 +70,12 @@ def sparse_rows_matmul(columns: np.ndarray, weights: np.ndarray, n_columns: int,
     indptr = np.arange(0, n_rows * per_row + 1, per_row, dtype=np.int64)
     if is_torch(dense):
         torch = _torch()
-        matrix = torch.sparse_csr_tensor(torch.from_numpy(indptr), torch.from_numpy(columns.reshape(-1)),
-                                         torch.from_numpy(weights.reshape(-1).astype(np.float32)),
-                                         size=(n_rows, n_columns), device=dense.device)
-        return matrix @ dense
+        with warnings.catch_warnings():  # "CSR support is in beta": it is the documented cuSPARSE path
+            warnings.simplefilter("ignore", UserWarning)
+            matrix = torch.sparse_csr_tensor(torch.from_numpy(indptr), torch.from_numpy(columns.reshape(-1)),
+                                             torch.from_numpy(weights.reshape(-1).astype(np.float32)),
+                                             size=(n_rows, n_columns), device=dense.device, check_invariants=False)
+            return matrix @ dense
     matrix = sparse.csr_matrix((weights.reshape(-1).astype(np.float32), columns.reshape(-1), indptr),
                                shape=(n_rows, n_columns))
     return matrix @ dense

@@ -22,7 +22,7 @@ from typing import Callable
 
 import numpy as np
 
-from .backend import Array, float_slabs, gather_last, like, sparse_rows_matmul, to_numpy
+from .backend import Array, float_slabs, like, sparse_rows_matmul, swap_last_axes, to_numpy
 from .geometry import ConeGeometry
 
 # float32 slab chunks of about 4 MiB on the CPU; a GPU takes far bigger bites.
@@ -61,21 +61,27 @@ def _linear_taps(position: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, 
 
 def _accumulate(out: Array, mu: Array, y0: int, x0: int, z0: int, frame: _Frame,
                 u_mm: np.ndarray, w_mm: np.ndarray) -> Array:
-    """``out[w, u] += sum_j mu_j(x_j(u), z_j(w))`` for a chunk ``mu`` of (slabs, z, x) from grid index (y0, z0, x0)."""
-    n_slabs, nz, nx = mu.shape
+    """``out[w, u] += sum_j mu_j(x_j(u), z_j(w))`` for a chunk ``mu`` of (slabs, x, z) from grid index (y0, x0, z0).
+
+    Two sparse products, each with two taps per output: slab by slab along x (block
+    diagonal), then along z summed over the chunk's slabs.
+    """
+    n_slabs, nx, nz = mu.shape
     sx, sy, sz = frame.spacing_mm
+    n_u, n_w = len(u_mm), len(w_mm)
     scale = np.abs((y0 + np.arange(n_slabs)) * sy - frame.source_y_mm) / frame.sid_mm  # d_j / sid
+    slab = np.arange(n_slabs)[:, None]
     x_index = (frame.iso_x_mm + u_mm[None, :] * scale[:, None]) / sx - x0  # (slabs, u)
     lower, w_lower, w_upper = _linear_taps(x_index, nx)
-    lower_t = like(mu, lower[:, None, :])
-    across = gather_last(mu, lower_t) * like(mu, w_lower[:, None, :])
-    across += gather_last(mu, lower_t + 1) * like(mu, w_upper[:, None, :])  # (slabs, z, u)
+    columns = np.stack([slab * nx + lower, slab * nx + lower + 1], axis=-1).reshape(n_slabs * n_u, 2)
+    weights = np.stack([w_lower, w_upper], axis=-1).reshape(n_slabs * n_u, 2)
+    across = sparse_rows_matmul(columns, weights, n_slabs * nx, mu.reshape(n_slabs * nx, nz))  # (slab, u) x z
+    across = swap_last_axes(across.reshape(n_slabs, n_u, nz)).reshape(n_slabs * nz, n_u)  # (slab, z) x u
     z_index = (frame.iso_z_mm + w_mm[None, :] * scale[:, None]) / sz - z0  # (slabs, w)
-    lower_z, wz_lower, wz_upper = _linear_taps(z_index, nz)
-    columns = (np.arange(n_slabs)[:, None] * nz + lower_z)  # into across's (slab, z) rows
-    columns = np.stack([columns, columns + 1], axis=-1).transpose(1, 0, 2).reshape(len(w_mm), -1)
-    weights = np.stack([wz_lower, wz_upper], axis=-1).transpose(1, 0, 2).reshape(len(w_mm), -1)
-    out += sparse_rows_matmul(columns, weights, n_slabs * nz, across.reshape(n_slabs * nz, len(u_mm)))
+    lower, w_lower, w_upper = _linear_taps(z_index, nz)
+    columns = np.stack([slab * nz + lower, slab * nz + lower + 1], axis=-1).transpose(1, 0, 2).reshape(n_w, -1)
+    weights = np.stack([w_lower, w_upper], axis=-1).transpose(1, 0, 2).reshape(n_w, -1)
+    out += sparse_rows_matmul(columns, weights, n_slabs * nz, across)
     return out
 
 
@@ -86,7 +92,7 @@ def _path_factor(frame: _Frame, u_mm: np.ndarray, w_mm: np.ndarray) -> np.ndarra
 
 def _render(slabs: Callable[[int, int], Array], y_range: tuple[int, int], per_slab: int, frame: _Frame,
             origin_xz: tuple[int, int], u_mm: np.ndarray, w_mm: np.ndarray, reference: Array) -> np.ndarray:
-    """Sum of the chunks ``slabs(y0, y1)`` (float32 (slabs, z, x)) along the rays; (w, u) float64 numpy."""
+    """Sum of the chunks ``slabs(y0, y1)`` (float32 (slabs, x, z)) along the rays; (w, u) float64 numpy."""
     from .backend import is_torch
 
     budget = _TORCH_CHUNK_VOXELS if is_torch(reference) else _CHUNK_VOXELS
@@ -112,11 +118,10 @@ def cone_line_integral(voxels: Array, spacing_mm: tuple[float, float, float], ge
     """
     nx, ny, nz = voxels.shape
     frame = _Frame.of((nx, ny, nz), spacing_mm, geometry)
-    a = mu_water_per_mm * hu_scale / 1000.0
-    b = mu_water_per_mm * (1.0 + hu_offset / 1000.0)
-    detector = _render(lambda y0, y1: float_slabs(voxels, y0, y1, a, b, 0.0), (0, ny), nx * nz, frame, (0, 0),
-                       geometry.column_mm(), geometry.row_mm(), voxels)
-    return to_image_layout(detector)
+    # Sum HU + 1000 (clipped at 0) and scale once: air is exactly 0, whatever float32 rounding.
+    detector = _render(lambda y0, y1: float_slabs(voxels, y0, y1, hu_scale, hu_offset + 1000.0, 0.0), (0, ny),
+                       nx * nz, frame, (0, 0), geometry.column_mm(), geometry.row_mm(), voxels)
+    return to_image_layout(detector * (mu_water_per_mm / 1000.0))
 
 
 def cone_path_mm(inside: np.ndarray, origin: tuple[int, int, int], grid_shape: tuple[int, int, int],

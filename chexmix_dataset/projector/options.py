@@ -53,8 +53,9 @@ class ProjectorOptions:
             over ``size_px`` px on the longer side.
         view_deg: patient rotation about the superior-inferior axis in degrees (convention of
             :mod:`chexmix_dataset.views`), applied before projecting in either geometry.
-        device: "cpu" (numpy) or "cuda" / "cuda:N" (torch on that GPU); the renderers are the
-            same functions on either (:mod:`.backend`).
+        device: "cpu" (numpy) or "cuda" / "cuda:N" (torch on that GPU); "torch:cpu" runs the
+            torch path on the CPU (to check it). The renderers are the same functions on each
+            (:mod:`.backend`).
     """
 
     mode: Literal["physics", "seed"] = "physics"
@@ -98,7 +99,7 @@ class ProjectorOptions:
                 f"the isocentre must lie between source and detector: --sod-mm {self.source_to_isocentre_mm:g} "
                 f"is not below --sid-mm {self.source_to_detector_mm:g}"
             )
-        if not (self.device == "cpu" or re.fullmatch(r"cuda(:\d+)?", str(self.device))):
+        if not (self.device == "cpu" or re.fullmatch(r"cuda(:\d+)?|torch:cpu", str(self.device))):
             raise ChexmixInputError(f"unknown device {self.device!r} (cpu, cuda or cuda:N)")
         if not np.isfinite(self.view_deg):
             raise ChexmixInputError(f"--view-deg must be a finite angle, got {self.view_deg}")
