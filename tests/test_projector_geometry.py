@@ -209,3 +209,14 @@ def test_source_inside_the_ct_is_refused():
     ct = _ct(np.zeros((8, 400, 8), dtype=np.int16))
     with pytest.raises(ChexmixInputError, match="source must lie outside the CT"):
         project_volume(ct, ProjectorOptions(geometry="cone", sid_mm=300.0, sod_mm=150.0))
+
+
+def test_a_float_volume_is_left_untouched():
+    hu = _phantom_ct().voxels.astype(np.float32)
+    slab = np.ascontiguousarray(hu[:, 30:31, :])  # one slab: its (y, x, z) transpose is contiguous, no copy
+    before, slab_before = hu.copy(), slab.copy()
+    geometry = ConeGeometry(1000.0, 850.0, "PA", 8.0, (40, 40))
+    for volume in (slab, hu, torch.from_numpy(slab), torch.from_numpy(hu)):
+        cone_line_integral(volume, (5.0, 5.0, 5.0), geometry, MU)
+    np.testing.assert_array_equal(hu, before)
+    np.testing.assert_array_equal(slab, slab_before)

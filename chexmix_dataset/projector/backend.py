@@ -39,9 +39,10 @@ def float_slabs(voxels: Array, y0: int, y1: int, scale: float, offset: float, fl
     """``max(voxels[:, y0:y1, :] * scale + offset, floor)`` as float32 in (y, x, z) order, contiguous."""
     part = voxels[:, y0:y1, :]
     if is_torch(part):
-        out = part.permute(1, 0, 2).to(dtype=_torch().float32).contiguous()
+        # copy=True: a float32 slab must never be scaled in place in the caller's volume.
+        out = part.permute(1, 0, 2).to(dtype=_torch().float32, copy=True).contiguous()
         return out.mul_(scale).add_(offset).clamp_(min=floor)
-    out = np.ascontiguousarray(part.transpose(1, 0, 2), dtype=np.float32)
+    out = np.array(part.transpose(1, 0, 2), dtype=np.float32, order="C")  # always a copy (scaled in place below)
     out *= np.float32(scale)
     out += np.float32(offset)
     return np.maximum(out, np.float32(floor), out=out)
