@@ -10,7 +10,7 @@ from PIL import Image
 from ..atomic import atomic_dir, check_replaceable, write_json
 from ..lesions import coco_object, union_mask
 from ..overlay import draw_overlay
-from ..projector import BEAMS, DEFAULT_SID_MM, GEOMETRIES, MAX_SIZE_PX, ProjectorOptions, project_volume
+from ..projector import BEAMS, DEFAULT_SID_MM, DISPLAYS, GEOMETRIES, MAX_SIZE_PX, ProjectorOptions, project_volume
 from ..volume import SLICE_ORDERS, load_ct
 
 
@@ -63,11 +63,14 @@ def add_geometry_arguments(group: argparse._ActionsContainer, defaults_from_conf
                        help="cone: source to the CT grid's centre, mm (default: SID - 150)")
     group.add_argument("--detector-pixel-mm", type=float, default=unset,
                        help="cone: detector pitch, mm (default: the whole CT over --size px)")
+    group.add_argument("--display", choices=DISPLAYS, default=None if defaults_from_config else "linear",
+                       help="physics mode: linear window of -ln T (default) or radiograph (quantum noise, tissue "
+                       "equalisation, unsharp mask, film-like response; off by default)")
     group.add_argument("--view-deg", type=float, default=None if defaults_from_config else 0.0,
                        help="patient turned about the superior-inferior axis, degrees (0; positive: right side forward)")
 
 
-GEOMETRY_OPTIONS = ("geometry", "beam", "sid_mm", "sod_mm", "detector_pixel_mm", "view_deg")
+GEOMETRY_OPTIONS = ("geometry", "beam", "sid_mm", "sod_mm", "detector_pixel_mm", "view_deg", "display")
 
 
 def geometry_options(args: argparse.Namespace) -> dict:
@@ -92,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
             "mask": None if args.mask is None else str(args.mask),
             "mode": options.mode,
             "geometry": _geometry_record(options),
+            "display": options.display,
             "width": width,
             "height": height,
             "pixel_spacing_mm": list(projection.pixel_spacing_mm),

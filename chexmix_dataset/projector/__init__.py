@@ -35,12 +35,13 @@ from ..views import rotate_about_si
 from ..volume import CTVolume
 from .backend import to_device, to_numpy
 from .cone import cone_line_integral, cone_path_mm
-from .display import window_uint8
+from .display import radiograph_uint8, window_uint8
 from .geometry import ConeGeometry, cone_geometry
 from .lesions import lesion_components, lesion_path_maps, project_lesions, project_lesions_cone
 from .options import (
     BEAMS,
     DEFAULT_SID_MM,
+    DISPLAYS,
     GEOMETRIES,
     MAX_SIZE_PX,
     MU_WATER_60KEV_PER_MM,
@@ -59,10 +60,10 @@ from .seed import (
 )
 
 __all__ = [
-    "BEAMS", "DEFAULT_SID_MM", "GEOMETRIES", "MAX_SIZE_PX", "MU_WATER_60KEV_PER_MM", "SEED_MIN_ROWS",
+    "BEAMS", "DEFAULT_SID_MM", "DISPLAYS", "GEOMETRIES", "MAX_SIZE_PX", "MU_WATER_60KEV_PER_MM", "SEED_MIN_ROWS",
     "ConeGeometry", "Projection", "ProjectorOptions", "check_seed_geometry", "cone_geometry",
     "cone_line_integral", "cone_path_mm", "lesion_components", "lesion_path_maps", "line_integral_mm",
-    "project_volume", "resample", "seed_projection", "seed_slices", "square_pixel_shape",
+    "project_volume", "radiograph_uint8", "resample", "seed_projection", "seed_slices", "square_pixel_shape",
     "to_radiograph_layout", "volume_to_uint8", "window_uint8",
 ]
 
@@ -77,6 +78,12 @@ def _hu_calibration(ct: CTVolume, options: ProjectorOptions) -> tuple[float, flo
     return scale, offset
 
 
+def _display(attenuation, pixel_mm: float, options: ProjectorOptions):
+    if options.display == "radiograph":
+        return radiograph_uint8(attenuation, pixel_mm, options.window_percentiles)
+    return window_uint8(attenuation, options.window_percentiles)
+
+
 def _parallel_physics(ct: CTVolume, options: ProjectorOptions) -> Projection:
     scale, offset = _hu_calibration(ct, options)
     voxels = to_device(ct.voxels, options.device)
@@ -85,7 +92,7 @@ def _parallel_physics(ct: CTVolume, options: ProjectorOptions) -> Projection:
     shape, pixel_mm = square_pixel_shape(native.shape[0], native.shape[1], ct.spacing_mm[2], ct.spacing_mm[0],
                                          options.size_px)
     attenuation = resample(native, shape)
-    image = window_uint8(attenuation, options.window_percentiles)
+    image = _display(attenuation, pixel_mm, options)
     instances = project_lesions(ct, options, image.shape, pixel_mm * pixel_mm)
     return Projection(image=image, instances=instances, pixel_spacing_mm=(pixel_mm, pixel_mm),
                       line_integral=attenuation)
@@ -97,7 +104,7 @@ def _cone_physics(ct: CTVolume, options: ProjectorOptions) -> Projection:
     voxels = to_device(ct.voxels, options.device)
     attenuation = cone_line_integral(voxels, ct.spacing_mm, geometry, options.mu_water_per_mm, scale,
                                      offset).astype("float32")
-    image = window_uint8(attenuation, options.window_percentiles)
+    image = _display(attenuation, geometry.pixel_mm, options)
     instances = project_lesions_cone(ct, options, geometry)
     return Projection(image=image, instances=instances, pixel_spacing_mm=(geometry.pixel_mm, geometry.pixel_mm),
                       line_integral=attenuation)

@@ -23,6 +23,7 @@ DEFAULT_SID_MM = {"PA": 1800.0, "AP": 1000.0}
 DEFAULT_CENTRE_TO_DETECTOR_MM = 150.0
 GEOMETRIES = ("parallel", "cone")
 BEAMS = ("PA", "AP")
+DISPLAYS = ("linear", "radiograph")
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,9 @@ class ProjectorOptions:
             over ``size_px`` px on the longer side.
         view_deg: patient rotation about the superior-inferior axis in degrees (convention of
             :mod:`chexmix_dataset.views`), applied before projecting in either geometry.
+        display: physics mode: "linear" (default: ``-ln T`` windowed linearly) or "radiograph"
+            (quantum noise, tissue equalisation, unsharp mask, sigmoid detector response; see
+            :func:`.display.radiograph_uint8`). ``line_integral`` is the same for both.
         device: "cpu" (numpy) or "cuda" / "cuda:N" (torch on that GPU); "torch:cpu" runs the
             torch path on the CPU (to check it). The renderers are the same functions on each
             (:mod:`.backend`).
@@ -73,6 +77,7 @@ class ProjectorOptions:
     detector_pixel_mm: float | None = None
     view_deg: float = 0.0
     device: str = "cpu"
+    display: Literal["linear", "radiograph"] = "linear"
 
     def __post_init__(self) -> None:
         if self.mode not in ("physics", "seed"):
@@ -101,6 +106,10 @@ class ProjectorOptions:
             )
         if not (self.device == "cpu" or re.fullmatch(r"cuda(:\d+)?|torch:cpu", str(self.device))):
             raise ChexmixInputError(f"unknown device {self.device!r} (cpu, cuda or cuda:N)")
+        if self.display not in DISPLAYS:
+            raise ChexmixInputError(f"unknown display {self.display!r} (linear or radiograph)")
+        if self.display != "linear" and self.mode == "seed":
+            raise ChexmixInputError("seed mode keeps the published display; --display radiograph needs --mode physics")
         if not np.isfinite(self.view_deg):
             raise ChexmixInputError(f"--view-deg must be a finite angle, got {self.view_deg}")
 
