@@ -14,7 +14,6 @@ slower than DiffDRR's GPU time.
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 import torch
@@ -85,13 +84,13 @@ def _diffdrr(hu: np.ndarray, mu: np.ndarray, affine: np.ndarray, args, size: int
 
 
 def run(args: argparse.Namespace) -> int:
-    phantom = chest_phantom(0, shape=tuple(args.shape))
+    phantom = chest_phantom(0, shape=tuple(args.shape), lesions=True)
     ct = CTVolume(phantom.hu, phantom.spacing_mm, phantom.affine, phantom.labels, True, "phantom")
     mu = np.maximum(MU_WATER_60KEV_PER_MM * (1.0 + phantom.hu.astype(np.float32) / 1000.0), 0.0).astype(np.float32)
     voxels = ct.voxels if args.device == "cpu" else torch.from_numpy(ct.voxels).to(args.device)
     project_device = "cpu" if args.device == "cpu" else args.device
     rows, passes = [], []
-    print(f"Phantom {tuple(args.shape)} int16, spacing {tuple(round(s, 3) for s in phantom.spacing_mm)} mm; "
+    print(f"Phantom {tuple(args.shape)} int16 with {phantom.lesion_count} lesion(s), spacing {tuple(round(s, 3) for s in phantom.spacing_mm)} mm; "
           f"sdd {args.sdd:g} mm, sod {args.sod:g} mm, AP; device {args.device}; torch threads {torch.get_num_threads()}.")
     for size in args.sizes:
         # A square detector holding the whole CT (CheXMix's default field), shared by both.

@@ -22,7 +22,7 @@ from typing import Callable
 
 import numpy as np
 
-from .backend import Array, float_slabs, like, sparse_rows_matmul, swap_last_axes, to_numpy
+from .backend import Array, float_slabs, is_torch, like, sparse_rows_matmul, swap_last_axes, to_device, to_numpy
 from .geometry import ConeGeometry
 
 # float32 slab chunks of about 4 MiB on the CPU; a GPU takes far bigger bites.
@@ -93,8 +93,6 @@ def _path_factor(frame: _Frame, u_mm: np.ndarray, w_mm: np.ndarray) -> np.ndarra
 def _render(slabs: Callable[[int, int], Array], y_range: tuple[int, int], per_slab: int, frame: _Frame,
             origin_xz: tuple[int, int], u_mm: np.ndarray, w_mm: np.ndarray, reference: Array) -> np.ndarray:
     """Sum of the chunks ``slabs(y0, y1)`` (float32 (slabs, x, z)) along the rays; (w, u) float64 numpy."""
-    from .backend import is_torch
-
     budget = _TORCH_CHUNK_VOXELS if is_torch(reference) else _CHUNK_VOXELS
     step = max(1, budget // max(per_slab, 1))
     out = like(reference, np.zeros((len(w_mm), len(u_mm)), dtype=np.float32))
@@ -132,8 +130,6 @@ def cone_path_mm(inside: np.ndarray, origin: tuple[int, int, int], grid_shape: t
     ``grid_shape``; the rays and samples are exactly those of :func:`cone_line_integral`. Only
     the detector pixels the box can reach are computed.
     """
-    from .backend import to_device
-
     frame = _Frame.of(grid_shape, spacing_mm, geometry)
     # One voxel of air around the box: the bilinear taps see the region's edge fall to zero.
     padded = np.pad(inside, 1)
