@@ -72,3 +72,13 @@ def test_dataset_arguments_set_the_geometry_and_keep_the_config_otherwise():
     projector = builder_from_args(args).config.projector
     assert (projector.geometry, projector.beam, projector.sid_mm, projector.view_deg) == ("cone", "AP", 1100.0, -3.0)
     assert projector.size_px == 256 and projector.sod_mm is None
+
+
+def test_project_radiograph_display(tmp_path, phantom_files):
+    ct, mask = phantom_files
+    assert main(["project", str(ct), str(mask), "--out", str(tmp_path / "film"), "--size", "96",
+                 "--display", "radiograph"]) == 0
+    meta = json.loads((tmp_path / "film" / "instances.json").read_text())
+    assert meta["display"] == "radiograph"
+    expected = project_volume(load_ct(ct, mask), ProjectorOptions(size_px=96, display="radiograph"))
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "film" / "xray.png")), expected.image)
