@@ -75,7 +75,7 @@ def train_step(model: LesionModel, optimizer: torch.optim.Optimizer, scaler: tor
         loss = sum(losses.values())
     value = float(loss.detach())
     if not math.isfinite(value):
-        parts = ", ".join(f"{name} {float(part):.4g}" for name, part in losses.items())
+        parts = ", ".join(f"{name} {float(part.detach()):.4g}" for name, part in losses.items())
         raise ChexmixInputError(
             f"{description}: training loss became {value} ({parts}; training diverged); check the training "
             "images and lesion masks, or lower the model's learning rate (make_optimizer in baselines/)")

@@ -1,0 +1,85 @@
+"""The validation part of a training split: the operating threshold and the best epoch.
+
+Each run holds out a patient-level part of its training split (never the test split):
+``chexmix_dataset.splits.patient_split`` on the rows' ``patient_id`` with seed 0, keeping
+``1 - VALIDATION_FRACTION`` of the images for training. The part is the same for every model and
+seed of a cell, so their scores stay comparable. After every epoch the model predicts it, and
+the mean IoU over its images (the test split's rule, empty ground truth included, computed at
+the model's input size against the resized masks) is measured at every candidate threshold
+(0.05, 0.10, ..., 0.95: a Mask R-CNN instance score, a U-Net lesion probability). The epoch
+with the best such IoU gives the run's "best" weights and its threshold; ties go to the
+threshold nearest 0.5, then to the lower one.
+
+Fallback rule: a training split of fewer than ``MIN_TRAIN_IMAGES`` images (or one whose
+patients cannot give both parts an image) has no validation part. Then every image trains, the
+threshold is the model's default 0.5 and the last epoch's weights are scored; results.json
+records which rule applied.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import datasets
+import numpy as np
+import torch
+
+from baselines import LesionModel
+from chexmix_dataset.splits import patient_split
+
+from .metrics import iou
+
+VALIDATION_FRACTION = 0.2
+MIN_TRAIN_IMAGES = 10
+#: the split of the validation part is drawn with this seed, whatever the run's seed.
+VALIDATION_SEED = 0
+THRESHOLDS = tuple(round(0.05 * k, 2) for k in range(1, 20))
+DEFAULT_THRESHOLD = 0.5
+
+
+@dataclass(frozen=True)
+class TrainValidation:
+    """Row indices of a training split that train and that validate (empty: fallback rule)."""
+
+    train: list[int]
+    validation: list[int]
+
+    @property
+    def rule(self) -> str:
+        if self.validation:
+            return (f"validation: best mean IoU over {len(self.validation)} held-out training images "
+                    f"({VALIDATION_FRACTION:.0%} of the patients' images, patient-level)")
+        return (f"default {DEFAULT_THRESHOLD}: the training split has too few images or patients "
+                f"(< {MIN_TRAIN_IMAGES} images) for a validation part; last epoch scored")
+
+
+def split_validation(train: datasets.Dataset) -> TrainValidation:
+    """Hold out a patient-level validation part of ``train`` (see the module docstring)."""
+    everything = list(range(len(train)))
+    if len(train) < MIN_TRAIN_IMAGES:
+        return TrainValidation(everything, [])
+    fit, held_out = patient_split(everything, train["patient_id"], 1 - VALIDATION_FRACTION, VALIDATION_SEED)
+    if not fit or not held_out:
+        return TrainValidation(everything, [])
+    return TrainValidation(fit, held_out)
+
+
+@torch.no_grad()
+def validation_ious(model: LesionModel, loader: torch.utils.data.DataLoader, device: torch.device) -> list[float]:
+    """Mean IoU over ``loader``'s images at every threshold of :data:`THRESHOLDS`."""
+    model.eval()
+    per_threshold: list[list[float]] = [[] for _ in THRESHOLDS]
+    for images, targets in loader:
+        for prediction, target in zip(model.predict(images.to(device)), targets):
+            truth = target["masks"].amax(dim=0).bool().numpy() if len(target["masks"]) else \
+                np.zeros(images.shape[-2:], dtype=bool)
+            for scores, threshold in zip(per_threshold, THRESHOLDS):
+                scores.append(iou(model.lesion_area(prediction, threshold).cpu().numpy(), truth))
+    return [float(np.mean(scores)) for scores in per_threshold]
+
+
+def best_threshold(ious: list[float]) -> tuple[float, float]:
+    """(threshold, mean IoU) of the best threshold; ties: nearest 0.5, then the lower."""
+    best = max(range(len(THRESHOLDS)),
+               key=lambda k: (ious[k], -abs(THRESHOLDS[k] - DEFAULT_THRESHOLD), -THRESHOLDS[k]))
+    return THRESHOLDS[best], ious[best]
