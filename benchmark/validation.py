@@ -4,16 +4,19 @@ Each run holds out a patient-level part of its training split (never the test sp
 ``chexmix_dataset.splits.patient_split`` on the rows' ``patient_id`` with seed 0, keeping
 ``1 - VALIDATION_FRACTION`` of the images for training. The part is the same for every model and
 seed of a cell, so their scores stay comparable. After every epoch the model predicts it, and
-the mean IoU over its images (the test split's rule, empty ground truth included, computed at
-the model's input size against the resized masks) is measured at every candidate threshold
-(0.05, 0.10, ..., 0.95: a Mask R-CNN instance score, a U-Net lesion probability). The epoch
-with the best such IoU gives the run's "best" weights and its threshold; ties go to the
-threshold nearest 0.5, then to the lower one.
+the *pooled* IoU (intersection over union of all its lesion pixels together, at the model's
+input size against the resized masks) is measured at every candidate threshold (0.05, 0.10,
+..., 0.95: a Mask R-CNN instance score, a U-Net lesion probability). Pooled, not the per-image
+mean of the test scores: with the empty-ground-truth rule a mean over a few lesion-free images
+is 1 for a model that predicts nothing, which would choose the untrained first epoch; pooled
+IoU is 0 for it and still counts false positives on lesion-free images. The epoch with the
+best such IoU gives the run's "best" weights and its threshold; ties go to the threshold
+nearest 0.5, then to the lower one.
 
 Fallback rule: a training split of fewer than ``MIN_TRAIN_IMAGES`` images (or one whose
-patients cannot give both parts an image) has no validation part. Then every image trains, the
-threshold is the model's default 0.5 and the last epoch's weights are scored; results.json
-records which rule applied.
+patients cannot give both parts an image, or whose validation part holds no lesion) has no
+validation part. Then every image trains, the threshold is the model's default 0.5 and the
+last epoch's weights are scored; results.json records which rule applied.
 """
 
 from __future__ import annotations
@@ -27,7 +30,6 @@ import torch
 from baselines import LesionModel
 from chexmix_dataset.splits import patient_split
 
-from .metrics import iou
 
 VALIDATION_FRACTION = 0.2
 MIN_TRAIN_IMAGES = 10
@@ -47,10 +49,10 @@ class TrainValidation:
     @property
     def rule(self) -> str:
         if self.validation:
-            return (f"validation: best mean IoU over {len(self.validation)} held-out training images "
+            return (f"validation: best pooled IoU over {len(self.validation)} held-out training images "
                     f"({VALIDATION_FRACTION:.0%} of the patients' images, patient-level)")
-        return (f"default {DEFAULT_THRESHOLD}: the training split has too few images or patients "
-                f"(< {MIN_TRAIN_IMAGES} images) for a validation part; last epoch scored")
+        return (f"default {DEFAULT_THRESHOLD}: the training split is too small (< {MIN_TRAIN_IMAGES} images, "
+                "too few patients, or no lesion in the validation part) for a validation part; last epoch scored")
 
 
 def split_validation(train: datasets.Dataset) -> TrainValidation:
@@ -59,23 +61,27 @@ def split_validation(train: datasets.Dataset) -> TrainValidation:
     if len(train) < MIN_TRAIN_IMAGES:
         return TrainValidation(everything, [])
     fit, held_out = patient_split(everything, train["patient_id"], 1 - VALIDATION_FRACTION, VALIDATION_SEED)
-    if not fit or not held_out:
+    objects = train.select(held_out)["objects"] if held_out else []
+    if not fit or not any(len(image_objects["id"]) for image_objects in objects):
         return TrainValidation(everything, [])
     return TrainValidation(fit, held_out)
 
 
 @torch.no_grad()
 def validation_ious(model: LesionModel, loader: torch.utils.data.DataLoader, device: torch.device) -> list[float]:
-    """Mean IoU over ``loader``'s images at every threshold of :data:`THRESHOLDS`."""
+    """Pooled IoU over ``loader``'s images at every threshold of :data:`THRESHOLDS`."""
     model.eval()
-    per_threshold: list[list[float]] = [[] for _ in THRESHOLDS]
+    intersections = np.zeros(len(THRESHOLDS))
+    unions = np.zeros(len(THRESHOLDS))
     for images, targets in loader:
         for prediction, target in zip(model.predict(images.to(device)), targets):
-            truth = target["masks"].amax(dim=0).bool().numpy() if len(target["masks"]) else \
-                np.zeros(images.shape[-2:], dtype=bool)
-            for scores, threshold in zip(per_threshold, THRESHOLDS):
-                scores.append(iou(model.lesion_area(prediction, threshold).cpu().numpy(), truth))
-    return [float(np.mean(scores)) for scores in per_threshold]
+            truth = (target["masks"].amax(dim=0).bool() if len(target["masks"])
+                     else torch.zeros(images.shape[-2:], dtype=torch.bool)).to(device)
+            for k, threshold in enumerate(THRESHOLDS):
+                area = model.lesion_area(prediction, threshold)
+                intersections[k] += int((area & truth).sum())
+                unions[k] += int((area | truth).sum())
+    return [float(i / u) if u else 1.0 for i, u in zip(intersections, unions)]
 
 
 def best_threshold(ious: list[float]) -> tuple[float, float]:

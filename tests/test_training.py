@@ -13,8 +13,8 @@ import torch
 from helpers import disc_image_row, tiny_dataset_dict
 
 import benchmark.data as bench_data
-from baselines import LesionModel, LesionPrediction
-from benchmark.checkpoints import read_checkpoint
+from baselines import LesionModel, LesionPrediction, build_model
+from benchmark.checkpoints import estimated_sizes_mb, read_checkpoint
 from benchmark.data import LesionDataset, make_loader
 from benchmark.harness import BenchOptions, run_benchmark
 from benchmark.train import load_scaler_state, lr_factor
@@ -134,3 +134,17 @@ def test_best_and_last_checkpoints_record_threshold_and_settings(tmp_path) -> No
         with pytest.raises(ChexmixInputError, match=r"cannot resume this run with other settings.*" + re.escape(message)):
             run_benchmark(data, ["unet"], options, tmp_path, split="60/40")
     assert math.isfinite(run["iou_mean"])
+
+
+def test_plan_states_checkpoint_sizes_that_match_the_files_written(tmp_path, capsys) -> None:
+    data = tiny_dataset_dict(n_train=4, n_test=2)
+    run_benchmark(data, ["unet"], BenchOptions(epochs=1, image_size=64, progress=True, device="cpu"), tmp_path)
+    printed = capsys.readouterr().out
+    assert printed.startswith("plan: 1 cell(s) x 1 model(s) x 1 seed(s) = 1 run(s); 1 epoch(s) each at 64 px, "
+                              "batch 2, on cpu")
+    last_mb, best_mb = estimated_sizes_mb(build_model("unet", image_size=64, weights="none"))
+    assert f"checkpoints of unet: last.pt about {last_mb:,.0f} MB (with optimizer state) + best.pt about " \
+           f"{best_mb:,.0f} MB per run" in printed
+    run_dir = tmp_path / "runs" / "custom-custom-aug" / "unet" / "seed0"
+    assert (run_dir / "last.pt").stat().st_size / 1e6 == pytest.approx(last_mb, rel=0.02)
+    assert (run_dir / "best.pt").stat().st_size / 1e6 == pytest.approx(best_mb, rel=0.02)
