@@ -3,9 +3,9 @@
 Each run holds out a patient-level part of its training split (never the test split):
 ``chexmix_dataset.splits.patient_split`` on the rows' ``patient_id`` with seed 0, keeping
 ``1 - VALIDATION_FRACTION`` of the images for training. The part is the same for every model and
-seed of a cell, so their scores stay comparable. After every epoch the model predicts it, and
-the *pooled* IoU (intersection over union of all its lesion pixels together, at the model's
-input size against the resized masks) is measured at every candidate threshold (0.05, 0.10,
+seed of a cell, so their scores stay comparable (parts without lesions: see below). After every
+epoch the model predicts it, and the *pooled* IoU (intersection over union of all its lesion
+pixels together, at the model's input size against the resized masks) is measured at every candidate threshold (0.05, 0.10,
 ..., 0.95: a Mask R-CNN instance score, a U-Net lesion probability). Pooled, not the per-image
 mean of the test scores: with the empty-ground-truth rule a mean over a few lesion-free images
 is 1 for a model that predicts nothing, which would choose the untrained first epoch; pooled
@@ -13,9 +13,11 @@ IoU is 0 for it and still counts false positives on lesion-free images. The epoc
 best such IoU gives the run's "best" weights and its threshold; ties go to the threshold
 nearest 0.5, then to the lower one.
 
-Fallback rule: a training split of fewer than ``MIN_TRAIN_IMAGES`` images (or one whose
-patients cannot give both parts an image, or whose validation part holds no lesion) has no
-validation part. Then every image trains, the threshold is the model's default 0.5 and the
+A validation part without any lesion cannot rank thresholds, so then the part is drawn again
+with seeds 1, 2, ... (``VALIDATION_DRAWS`` draws in all, deterministic).
+
+Fallback rule: a training split of fewer than ``MIN_TRAIN_IMAGES`` images (or one where no
+draw gives both parts an image and the validation part a lesion) has no validation part. Then every image trains, the threshold is the model's default 0.5 and the
 last epoch's weights are scored; results.json records which rule applied.
 """
 
@@ -33,8 +35,10 @@ from chexmix_dataset.splits import patient_split
 
 VALIDATION_FRACTION = 0.2
 MIN_TRAIN_IMAGES = 10
-#: the split of the validation part is drawn with this seed, whatever the run's seed.
+#: the validation part is drawn with this seed, whatever the run's seed; when it holds no lesion,
+#: the next seeds are tried, up to VALIDATION_DRAWS draws in all.
 VALIDATION_SEED = 0
+VALIDATION_DRAWS = 10
 THRESHOLDS = tuple(round(0.05 * k, 2) for k in range(1, 20))
 DEFAULT_THRESHOLD = 0.5
 
@@ -60,11 +64,12 @@ def split_validation(train: datasets.Dataset) -> TrainValidation:
     everything = list(range(len(train)))
     if len(train) < MIN_TRAIN_IMAGES:
         return TrainValidation(everything, [])
-    fit, held_out = patient_split(everything, train["patient_id"], 1 - VALIDATION_FRACTION, VALIDATION_SEED)
-    objects = train.select(held_out)["objects"] if held_out else []
-    if not fit or not any(len(image_objects["id"]) for image_objects in objects):
-        return TrainValidation(everything, [])
-    return TrainValidation(fit, held_out)
+    has_lesion = [len(objects["id"]) > 0 for objects in train["objects"]]
+    for seed in range(VALIDATION_SEED, VALIDATION_SEED + VALIDATION_DRAWS):
+        fit, held_out = patient_split(everything, train["patient_id"], 1 - VALIDATION_FRACTION, seed)
+        if fit and any(has_lesion[i] for i in held_out):
+            return TrainValidation(fit, held_out)
+    return TrainValidation(everything, [])
 
 
 @torch.no_grad()
