@@ -5,7 +5,10 @@ A model takes a batch of grayscale chest X-rays as a float tensor (B, 1, H, W) w
 
 - ``training_losses(images, targets)`` returns a dict of scalar losses whose sum is minimised;
 - ``predict(images)`` returns one :class:`LesionPrediction` per image, at the input size (px);
-- ``make_optimizer()`` returns the optimizer with the model's own learning rate and decay.
+- ``make_optimizer()`` returns the optimizer with the model's own learning rate and decay;
+- ``threshold`` (what it cuts: ``threshold_kind``) decides the predicted lesion area, and
+  ``lesion_area(prediction, t)`` gives that area for any other threshold ``t``, so that the
+  harness can choose ``threshold`` on a validation part of the training split.
 
 Targets follow torchvision's detection convention, one dict per image: ``masks`` (N, H, W)
 uint8 lesion instances, ``boxes`` (N, 4) float xyxy px, ``labels`` (N,) int64 (all 1, "lesion").
@@ -35,14 +38,18 @@ class LesionPrediction:
     """Lesions predicted on one image, all at the model's input size (H, W) in px.
 
     Attributes:
-        lesion_probability: (H, W) float in [0, 1]; the predicted lesion area is ``> 0.5``.
-        instance_probabilities: (N, H, W) float in [0, 1], one soft mask per lesion instance.
+        lesion_probability: (H, W) float in [0, 1]; the predicted lesion area is ``> mask_threshold``.
+        instance_probabilities: (N, H, W) float in [0, 1], one soft mask per lesion instance; the
+            instance is ``> mask_threshold``.
         scores: (N,) float in [0, 1], the confidence of each instance (ranks them for COCO AP).
+        mask_threshold: the cut of both probabilities (kept with them so that resizing to the
+            image's own size before cutting gives the same area as the model's own cut).
     """
 
     lesion_probability: torch.Tensor
     instance_probabilities: torch.Tensor
     scores: torch.Tensor
+    mask_threshold: float = 0.5
 
 
 class LesionModel(nn.Module):
@@ -50,6 +57,10 @@ class LesionModel(nn.Module):
 
     #: identifies the trained weights: a checkpoint only loads into the same architecture.
     architecture: str = ""
+    #: what ``threshold`` cuts, e.g. "instance score" or "lesion probability".
+    threshold_kind: str = ""
+    #: the operating threshold ``predict`` applies (0.5 until the harness chooses one).
+    threshold: float = 0.5
 
     def training_losses(self, images: torch.Tensor, targets: list[dict[str, torch.Tensor]]
                         ) -> dict[str, torch.Tensor]:
@@ -59,8 +70,20 @@ class LesionModel(nn.Module):
     def predict(self, images: torch.Tensor) -> list[LesionPrediction]:
         raise NotImplementedError
 
+    def lesion_area(self, prediction: LesionPrediction, threshold: float) -> torch.Tensor:
+        """(H, W) bool lesion area of ``prediction`` (from ``predict``) had ``threshold`` been used."""
+        raise NotImplementedError
+
     def make_optimizer(self) -> torch.optim.Optimizer:
         raise NotImplementedError
+
+
+def adamw(model: nn.Module, lr: float, weight_decay: float = 1e-4) -> torch.optim.AdamW:
+    """AdamW over the trainable parameters; no weight decay on norms and biases (1-d tensors),
+    which decay would pull towards zero scale instead of regularising."""
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    return torch.optim.AdamW([{"params": [p for p in trainable if p.ndim > 1], "weight_decay": weight_decay},
+                              {"params": [p for p in trainable if p.ndim <= 1], "weight_decay": 0.0}], lr=lr)
 
 
 def to_normalised_rgb(images: torch.Tensor) -> torch.Tensor:

@@ -5,7 +5,12 @@ and "resnet50" are selectable (``--models unet:resnet34``). The input side must 
 32 px (five downsamplings).
 
 Lesion instances, which COCO AP needs, are the connected components of the thresholded
-probability map, each scored by its mean probability.
+probability map, each scored by its mean probability. ``threshold`` (a lesion probability, 0.5
+unless the harness chose one on a validation part of the training split) makes the cut.
+
+Recipe (the same with or without ImageNet weights, as smp's U-Net uses batch norm and trains
+well with it at batch sizes of a few images): BCE plus soft Dice, AdamW at 1e-3 (weight decay
+1e-4, none on norms and biases), with the harness's warm-up, cosine decay and gradient clipping.
 """
 
 from __future__ import annotations
@@ -18,22 +23,26 @@ from torch.nn import functional as F
 
 from chexmix_dataset.errors import ChexmixInputError
 
-from .base import LesionModel, LesionPrediction, check_weights, downloading, to_normalised_rgb
+from .base import LesionModel, LesionPrediction, adamw, check_weights, downloading, to_normalised_rgb
 
 NAME = "unet"
 DEFAULT_VARIANT = "resnet18"
 VARIANTS = ("resnet18", "resnet34", "resnet50")
 MASK_THRESHOLD = 0.5
 MAX_INSTANCES = 100
+LR = 1e-3
 
 
 class UNetLesions(LesionModel):
     """Binary lesion U-Net; see :mod:`baselines.base` for the interface."""
 
-    def __init__(self, network: smp.Unet, variant: str) -> None:
+    threshold_kind = "lesion probability"
+
+    def __init__(self, network: smp.Unet, variant: str, threshold: float = MASK_THRESHOLD) -> None:
         super().__init__()
         self.network = network
         self.architecture = f"{NAME}:{variant}"
+        self.threshold = threshold
 
     def logits(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 1, H, W) lesion logits for (B, 1, H, W) images in [0, 1]."""
@@ -56,10 +65,13 @@ class UNetLesions(LesionModel):
         self.eval()
         probabilities = self.logits(images).float().sigmoid()[:, 0]
         self.train(was_training)
-        return [instances_from_probability(p) for p in probabilities]
+        return [instances_from_probability(p, self.threshold) for p in probabilities]
+
+    def lesion_area(self, prediction: LesionPrediction, threshold: float) -> torch.Tensor:
+        return prediction.lesion_probability > threshold
 
     def make_optimizer(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.parameters(), lr=1e-3)
+        return adamw(self, LR)
 
 
 def instances_from_probability(probability: torch.Tensor, threshold: float = MASK_THRESHOLD,
@@ -67,7 +79,8 @@ def instances_from_probability(probability: torch.Tensor, threshold: float = MAS
     """Connected components (8-connected) of ``probability > threshold`` as scored instances.
 
     Each component is scored by its mean probability; the ``max_instances`` best are kept
-    (COCO AP looks at no more than 100 detections per image).
+    (COCO AP looks at no more than 100 detections per image). The prediction carries
+    ``threshold`` as its mask threshold.
     """
     probability_np = probability.float().cpu().numpy()
     labels, count = ndimage.label(probability_np > threshold, structure=np.ones((3, 3)))
@@ -77,7 +90,7 @@ def instances_from_probability(probability: torch.Tensor, threshold: float = MAS
     labels_t = torch.from_numpy(labels).to(probability.device)
     components = torch.from_numpy(best).to(probability.device)[:, None, None] == labels_t
     return LesionPrediction(probability, probability * components,
-                            torch.from_numpy(scores[best - 1]).to(probability.device))
+                            torch.from_numpy(scores[best - 1]).to(probability.device), threshold)
 
 
 def build(variant: str | None, *, image_size: int, weights: str, download: bool = True) -> UNetLesions:

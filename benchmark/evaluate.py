@@ -1,8 +1,9 @@
 """Predicting a test split and scoring it (see :mod:`benchmark.metrics` for the rules).
 
 Models predict at the training size (``image_size`` px square); lesion probabilities are
-resized back to each test image's own (H, W) bilinearly and thresholded at 0.5 there, so scores
-are computed against the original ground truth, not a resampled one.
+resized back to each test image's own (H, W) bilinearly and cut there at the prediction's
+``mask_threshold`` (0.5 for Mask R-CNN masks; the U-Net's chosen probability threshold), so
+scores are computed against the original ground truth, not a resampled one.
 
 Scoring happens image by image while the split is predicted: predicted instances are RLE-encoded
 as soon as they are resized, and full-size lesion areas are kept only for the few images the
@@ -53,20 +54,21 @@ def overlay_order(has_lesion: list[bool], count: int = OVERLAY_IMAGES) -> list[i
     return sorted(range(len(has_lesion)), key=lambda index: not has_lesion[index])[:count]
 
 
-def _to_size(probabilities: torch.Tensor, height: int, width: int) -> np.ndarray:
-    """(..., S, S) probabilities -> (..., H, W) bool masks at threshold 0.5."""
+def _to_size(probabilities: torch.Tensor, height: int, width: int, threshold: float = MASK_THRESHOLD) -> np.ndarray:
+    """(..., S, S) probabilities -> (..., H, W) bool masks, ``> threshold``."""
     if probabilities.shape[-2:] != (height, width):
         flat = probabilities.reshape(-1, 1, *probabilities.shape[-2:]).float()
         flat = F.interpolate(flat, size=(height, width), mode="bilinear", align_corners=False)
         probabilities = flat.reshape(*probabilities.shape[:-2], height, width)
-    return (probabilities > MASK_THRESHOLD).cpu().numpy()
+    return (probabilities > threshold).cpu().numpy()
 
 
-def _instance_rles(probabilities: torch.Tensor, height: int, width: int) -> list[dict]:
+def _instance_rles(probabilities: torch.Tensor, height: int, width: int, threshold: float = MASK_THRESHOLD
+                   ) -> list[dict]:
     """(N, S, S) instance probabilities -> N RLEs of the instances at (H, W) px."""
     rles: list[dict] = []
     for chunk in probabilities.split(INSTANCE_CHUNK):
-        rles += encode_instances(_to_size(chunk, height, width))
+        rles += encode_instances(_to_size(chunk, height, width, threshold))
     return rles
 
 
@@ -97,7 +99,7 @@ def evaluate_split(model: LesionModel, split: datasets.Dataset, image_size: int,
             row = next(rows)
             height, width = int(row["height"]), int(row["width"])
             truth_rles, truth = _truth(row)
-            area = _to_size(prediction.lesion_probability, height, width)
+            area = _to_size(prediction.lesion_probability, height, width, prediction.mask_threshold)
             has_lesion = bool(truth.any())
             # overlay_order picks from the first OVERLAY_IMAGES of each group.
             if kept[has_lesion] < OVERLAY_IMAGES:
@@ -109,7 +111,8 @@ def evaluate_split(model: LesionModel, split: datasets.Dataset, image_size: int,
                               "union_px": int(area.sum()) + int(truth.sum()) - intersection})
             sizes.append((height, width))
             truths.append(truth_rles)
-            detections.append((_instance_rles(prediction.instance_probabilities, height, width),
+            detections.append((_instance_rles(prediction.instance_probabilities, height, width,
+                                              prediction.mask_threshold),
                                prediction.scores.float().cpu().numpy()))
     shown = overlay_order([p["has_lesion"] for p in per_image])
     scores = {**split_scores(per_image), **coco_segmentation_ap_rle(sizes, truths, detections), "per_image": per_image}

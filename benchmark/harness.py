@@ -9,13 +9,16 @@ Layout of ``out_dir``::
 
     results.json  results.md  figures/*.png
     runs/init.json                                   initial weights of the whole grid (name or checkpoint path)
-    runs/<cell>/<model>/seed<k>/checkpoint_epoch_NNN.pt
+    runs/<cell>/<model>/seed<k>/last.pt, best.pt        see benchmark.checkpoints
 
 Seeds vary the model initialisation, the batch order and the augmentation; the split stays the
-one the cell was built with, so every model and seed is scored on the same test images.
+one the cell was built with, so every model and seed is scored on the same test images. Each
+run trains on its training split less a patient-level validation part, which chooses the
+threshold of the lesion area and the epoch whose weights are scored (see
+:mod:`benchmark.validation`; results.json records the threshold and the rule that chose it).
 Weights: "imagenet", "coco" or "none" initialise every run; a checkpoint PATH initialises from
 its weights (the model's architecture must match) and trains ``epochs`` more; "last" resumes
-each run from its newest checkpoint in ``out_dir`` (runs not yet started begin from the initial
+each run from its last.pt in ``out_dir`` (refused if the run's settings changed) (runs not yet started begin from the initial
 weights runs/init.json records, a checkpoint path included).
 """
 
@@ -36,10 +39,13 @@ from baselines.base import WEIGHT_CHOICES
 from chexmix_dataset.atomic import write_json
 from chexmix_dataset.errors import ChexmixInputError
 
-from .checkpoints import load_model_state, newest_checkpoint, read_checkpoint, save_checkpoint
+from .checkpoints import (BEST, LAST, check_settings, checkpoint_state, estimated_sizes_mb, load_model_state,
+                          read_checkpoint, write_checkpoint)
 from .data import LesionDataset, default_workers, make_loader
 from .evaluate import evaluate_split
-from .train import make_scaler, resolve_device, train_one_epoch
+from .train import load_scaler_state, make_scaler, make_scheduler, resolve_device, train_one_epoch
+from .validation import (DEFAULT_THRESHOLD, MIN_TRAIN_IMAGES, THRESHOLDS, VALIDATION_FRACTION, TrainValidation,
+                         best_threshold, split_validation, validation_ious)
 
 
 @dataclass(frozen=True)
@@ -163,58 +169,160 @@ def _model_slug(spec: str) -> str:
     return spec.replace(":", "-")
 
 
+def run_settings(cell: Cell, seed: int, options: BenchOptions, parts: TrainValidation) -> dict:
+    """What a run's checkpoints must agree on to be resumed (sizes in px)."""
+    return {"image_size": options.image_size, "batch_size": options.batch_size, "epochs": options.epochs,
+            "augment": cell.augment, "config": cell.config, "split": cell.split, "seed": seed,
+            "train_images": len(parts.train), "validation_images": len(parts.validation)}
+
+
+@dataclass
+class TrainedRun:
+    """A trained model, set to the weights and threshold to score, and how they were chosen.
+
+    ``history`` holds per epoch "train_loss" and, with a validation part, "validation_iou" (at
+    that epoch's best threshold) and "validation_threshold"; ``best`` the chosen epoch, its
+    validation IoU (None without a validation part), threshold and IoU at every threshold.
+    """
+
+    model: LesionModel
+    history: dict
+    best: dict
+    parts: TrainValidation
+
+
 def train_run(cell: Cell, spec: str, seed: int, options: BenchOptions, run_dir: Path, device: torch.device,
-              initial: InitialWeights) -> tuple[LesionModel, list[float]]:
-    """Train one (cell, model, seed) run to ``options.epochs``, resuming where asked."""
-    newest = newest_checkpoint(run_dir) if options.weights == "last" else None
-    resume = read_checkpoint(newest) if newest else None
+              initial: InitialWeights) -> TrainedRun:
+    """Train one (cell, model, seed) run to ``options.epochs``, resuming where asked; the model
+    returned holds the best weights by validation IoU and the threshold chosen with them."""
+    train = cell.dataset["train"]
+    parts = split_validation(train)
+    settings = run_settings(cell, seed, options, parts)
+    last_path = run_dir / LAST
+    resume = read_checkpoint(last_path) if options.weights == "last" and last_path.is_file() else None
+    if resume:
+        check_settings(resume, settings, last_path)
     start = resume or initial.checkpoint  # the checkpoint whose weights the run starts from, if any
     structure = start.get("init_weights", initial.structure)
     torch.manual_seed(seed)
     model = build_model(spec, image_size=options.image_size, weights=structure, download=not start)
     if start:
-        load_model_state(model, start, newest if resume else initial.name)
+        load_model_state(model, start, last_path if resume else initial.name)
     model.to(device)
-    optimizer = model.make_optimizer()
-    scaler = make_scaler(device)
-    epoch_losses: list[float] = []
-    if resume:
-        optimizer.load_state_dict(resume["optimizer"])
-        scaler.load_state_dict(resume["scaler"])
-        epoch_losses = list(resume["epoch_losses"])
     workers = options.workers if options.workers is not None else default_workers(device)
-    dataset = LesionDataset(cell.dataset["train"], options.image_size, augment=cell.augment, seed=seed)
+    dataset = LesionDataset(train.select(parts.train), options.image_size, augment=cell.augment, seed=seed,
+                            progress=options.progress)
     loader = make_loader(dataset, options.batch_size, shuffle=True, seed=seed, workers=workers,
                          pin_memory=device.type == "cuda")
-    for epoch in range(len(epoch_losses), options.epochs):
+    validation_loader = make_loader(LesionDataset(train.select(parts.validation), options.image_size),
+                                    options.batch_size, shuffle=False, seed=0, workers=0) if parts.validation else None
+    optimizer = model.make_optimizer()
+    scaler = make_scaler(device)
+    scheduler = make_scheduler(optimizer, options.epochs * len(loader))
+    history: dict = {"train_loss": [], "validation_iou": [], "validation_threshold": []}
+    best: dict = {"epoch": 0, "validation_iou": None, "threshold": DEFAULT_THRESHOLD, "iou_by_threshold": None}
+    if resume:
+        optimizer.load_state_dict(resume["optimizer"])  # moves the moments to the parameters' device
+        load_scaler_state(scaler, resume["scaler"])
+        scheduler.load_state_dict(resume["scheduler"])
+        history, best = resume["history"], resume["best"]
+    common = {"init_weights": structure, "settings": settings}
+    for epoch in range(len(history["train_loss"]), options.epochs):
         torch.manual_seed(seed * 100_003 + epoch)  # sampling inside the models (RPN) resumes identically
         loader.sampler.set_epoch(epoch)
-        steps = train_one_epoch(model, optimizer, scaler, loader, device, progress=options.progress,
+        steps = train_one_epoch(model, optimizer, scaler, loader, device, scheduler=scheduler,
+                                progress=options.progress,
                                 description=f"{cell.slug} {spec} seed {seed} epoch {epoch + 1}/{options.epochs}")
-        epoch_losses.append(float(np.mean(steps)))
-        save_checkpoint(run_dir, model=model, optimizer=optimizer, scaler=scaler, epoch=epoch + 1,
-                        epoch_losses=epoch_losses, init_weights=structure)
-    return model, epoch_losses
+        history["train_loss"].append(float(np.mean(steps)))
+        improved = validation_loader is None
+        if validation_loader is not None:
+            ious = validation_ious(model, validation_loader, device)
+            threshold, validation_iou = best_threshold(ious)
+            history["validation_iou"].append(validation_iou)
+            history["validation_threshold"].append(threshold)
+            improved = best["validation_iou"] is None or validation_iou > best["validation_iou"]
+            if improved:
+                best = {"epoch": epoch + 1, "validation_iou": validation_iou, "threshold": threshold,
+                        "iou_by_threshold": ious}
+        else:
+            best = {**best, "epoch": epoch + 1}
+        if improved:
+            model.threshold = best["threshold"]
+            write_checkpoint(run_dir / BEST, checkpoint_state(model, epoch=epoch + 1, **common))
+        write_checkpoint(last_path, checkpoint_state(
+            model, epoch=epoch + 1, optimizer=optimizer.state_dict(), scaler=scaler.state_dict(),
+            scheduler=scheduler.state_dict(), history=history, best=best, **common))
+    if best["epoch"] != len(history["train_loss"]):
+        load_model_state(model, read_checkpoint(run_dir / BEST), run_dir / BEST)
+    model.threshold = best["threshold"]
+    return TrainedRun(model, history, best, parts)
 
 
 def run_one(cell: Cell, spec: str, seed: int, options: BenchOptions, out_dir: Path, device: torch.device,
             initial: InitialWeights) -> RunOutcome:
-    run_dir = out_dir / "runs" / cell.slug / _model_slug(spec) / f"seed{seed}"
+    run_dir = run_directory(out_dir, cell, spec, seed)
     run_dir.mkdir(parents=True, exist_ok=True)
-    model, epoch_losses = train_run(cell, spec, seed, options, run_dir, device, initial)
+    trained = train_run(cell, spec, seed, options, run_dir, device, initial)
+    model = trained.model
     test = cell.dataset["test"]
     evaluation = evaluate_split(model, test, options.image_size, device, options.batch_size, options.progress)
     result = {
         "training_dataset": cell.training_dataset, "config": cell.config, "split": cell.split,
         "augment": cell.augment, "model": spec, "architecture": model.architecture, "seed": seed,
-        "epochs": len(epoch_losses), "weights": options.weights, "initial_weights": initial.name,
+        "epochs": len(trained.history["train_loss"]), "weights": options.weights, "initial_weights": initial.name,
         "init_weights": initial.structure, "image_size": options.image_size, "batch_size": options.batch_size,
-        "device": str(device), "train_images": len(cell.dataset["train"]), "test_images": len(test),
+        "device": str(device), "train_images": len(trained.parts.train),
+        "validation_images": len(trained.parts.validation), "test_images": len(test),
         "ct_fraction": cell.ct_fraction,
         "train_ct_projections": sum(source == "ct_projection" for source in cell.dataset["train"]["source"]),
-        "train_loss": epoch_losses, **evaluation.scores,
+        "train_loss": trained.history["train_loss"], "validation_iou": trained.history["validation_iou"],
+        "threshold": model.threshold, "threshold_kind": model.threshold_kind, "threshold_rule": trained.parts.rule,
+        "best_epoch": trained.best["epoch"], "validation_iou_by_threshold": (
+            None if trained.best["iou_by_threshold"] is None
+            else dict(zip(map(str, THRESHOLDS), trained.best["iou_by_threshold"]))),
+        **evaluation.scores,
     }
     return RunOutcome(result, evaluation.lesion_areas)
+
+
+def run_directory(out_dir: Path, cell: Cell, spec: str, seed: int) -> Path:
+    return out_dir / "runs" / cell.slug / _model_slug(spec) / f"seed{seed}"
+
+
+def check_resumable(cells: list[Cell], models: list[str], options: BenchOptions, out_dir: Path) -> None:
+    """With ``--weights last``, refuse before any training if a run's last.pt has other settings."""
+    if options.weights != "last":
+        return
+    for cell in cells:
+        parts = split_validation(cell.dataset["train"])
+        for spec in models:
+            for seed in range(options.seeds):
+                path = run_directory(out_dir, cell, spec, seed) / LAST
+                if path.is_file():
+                    check_settings(read_checkpoint(path), run_settings(cell, seed, options, parts), path)
+
+
+def describe_plan(cells: list[Cell], models: list[str], options: BenchOptions, device: torch.device,
+                  initial: InitialWeights, out_dir: Path) -> str:
+    """What a grid will do and write, printed before it starts (sizes in px and MB)."""
+    runs = len(cells) * len(models) * options.seeds
+    lines = [f"plan: {len(cells)} cell(s) x {len(models)} model(s) x {options.seeds} seed(s) = {runs} run(s); "
+             f"{options.epochs} epoch(s) each at {options.image_size} px, batch {options.batch_size}, on {device}; "
+             f"weights {initial.name}",
+             f"validation: each run holds out {VALIDATION_FRACTION:.0%} of its training images (patient-level) "
+             f"to choose its threshold and best epoch, if it has at least {MIN_TRAIN_IMAGES}"]
+    total = 0.0
+    for spec in models:
+        with torch.device("meta"):  # sizes only: no memory, no initialisation
+            last_mb, best_mb = estimated_sizes_mb(build_model(spec, image_size=options.image_size,
+                                                              weights=initial.structure, download=False))
+        total += (last_mb + best_mb) * len(cells) * options.seeds
+        lines.append(f"checkpoints of {spec}: last.pt about {last_mb:,.0f} MB (with optimizer state) + "
+                     f"best.pt about {best_mb:,.0f} MB per run")
+    lines.append(f"about {total / 1000:,.2f} GB of checkpoints in all under {out_dir / 'runs'}")
+    for cell in cells:
+        lines.append(f"  cell {cell.slug}: {len(cell.dataset['train'])} training, {len(cell.dataset['test'])} test images")
+    return "\n".join(lines)
 
 
 def run_grid(cells: list[Cell], models: list[str], options: BenchOptions, out_dir: str | Path, *,
@@ -231,6 +339,9 @@ def run_grid(cells: list[Cell], models: list[str], options: BenchOptions, out_di
     if initial is None:
         initial = check_options(options, models, out_dir)
     device = resolve_device(options.device)
+    check_resumable(cells, models, options, out_dir)
+    if options.progress:
+        print(describe_plan(cells, models, options, device, initial, out_dir), flush=True)
     if options.weights != "last":
         write_json(out_dir / "runs" / "init.json", {"weights": initial.name})
     outcomes: list[tuple[Cell, RunOutcome]] = []

@@ -82,12 +82,12 @@ def run_train_speed(dataset_dict: datasets.DatasetDict | None = None, models: tu
 
         def harness_step() -> None:
             images, targets = move_batch(*next(stream), target_device)
-            train_step(model, optimizer, scaler, images, targets)
+            train_step(model, optimizer, scaler, None, images, targets)
 
         resident = move_batch(*next(iter(loader)), target_device)
 
         def ceiling_step() -> None:
-            train_step(model, optimizer, scaler, *resident)
+            train_step(model, optimizer, scaler, None, *resident)
 
         ceiling = _images_per_second(steps, warmup, ceiling_step, batch_size, target_device)
         harness = _images_per_second(steps, warmup, harness_step, batch_size, target_device)

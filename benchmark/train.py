@@ -1,4 +1,11 @@
-"""One training epoch, the same for every baseline: CUDA runs in mixed precision, CPU in fp32."""
+"""Optimizer steps, the same for every baseline: CUDA runs in mixed precision, CPU in fp32.
+
+Schedule (per optimizer step): the learning rate rises linearly from 1 % to the model's rate
+over the first 10 % of the steps (at most 500), then falls along a cosine to 0 at the last step.
+Gradients are clipped to a global L2 norm of 10 (after unscaling, under AMP) so that one bad
+batch early in a from-scratch run cannot throw the weights far. A loss that is not finite stops
+the run before it touches the weights.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +16,11 @@ from tqdm import tqdm
 
 from baselines import LesionModel
 from chexmix_dataset.errors import ChexmixInputError
+
+WARMUP_FRACTION = 0.1
+MAX_WARMUP_STEPS = 500
+WARMUP_START_FACTOR = 0.01
+GRADIENT_CLIP_NORM = 10.0
 
 
 def resolve_device(name: str) -> torch.device:
@@ -26,6 +38,27 @@ def make_scaler(device: torch.device) -> torch.amp.GradScaler:
     return torch.amp.GradScaler(device.type, enabled=device.type == "cuda")
 
 
+def load_scaler_state(scaler: torch.amp.GradScaler, state: dict) -> None:
+    """Restore a scaler saved by a run on any device: a CPU run's (disabled, empty) state leaves
+    a CUDA scaler at its initial scale, and a CUDA run's state is ignored by a CPU scaler."""
+    if state and scaler.is_enabled():
+        scaler.load_state_dict(state)
+
+
+def lr_factor(step: int, total_steps: int) -> float:
+    """Multiplier of the model's learning rate at optimizer step ``step`` (0-based) of ``total_steps``."""
+    warmup = min(MAX_WARMUP_STEPS, max(1, round(WARMUP_FRACTION * total_steps)))
+    if step < warmup:
+        return WARMUP_START_FACTOR + (1 - WARMUP_START_FACTOR) * step / warmup
+    progress = (step - warmup) / max(1, total_steps - warmup)
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Warm-up then cosine decay over ``total_steps`` optimizer steps (see the module docstring)."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, total_steps))
+
+
 def move_batch(images: torch.Tensor, targets: list[dict[str, torch.Tensor]], device: torch.device
                ) -> tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:
     non_blocking = device.type == "cuda"
@@ -34,30 +67,39 @@ def move_batch(images: torch.Tensor, targets: list[dict[str, torch.Tensor]], dev
 
 
 def train_step(model: LesionModel, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
-               images: torch.Tensor, targets: list[dict[str, torch.Tensor]]) -> float:
+               scheduler: torch.optim.lr_scheduler.LRScheduler | None, images: torch.Tensor,
+               targets: list[dict[str, torch.Tensor]], description: str = "") -> float:
     """One optimizer step on a batch already on the model's device; returns the summed loss."""
     with torch.autocast(images.device.type, dtype=torch.float16, enabled=scaler.is_enabled()):
         losses = model.training_losses(images, targets)
         loss = sum(losses.values())
+    value = float(loss.detach())
+    if not math.isfinite(value):
+        parts = ", ".join(f"{name} {float(part.detach()):.4g}" for name, part in losses.items())
+        raise ChexmixInputError(
+            f"{description}: training loss became {value} ({parts}; training diverged); check the training "
+            "images and lesion masks, or lower the model's learning rate (make_optimizer in baselines/)")
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
+    scaler.unscale_(optimizer)
+    torch.nn.utils.clip_grad_norm_([p for group in optimizer.param_groups for p in group["params"]],
+                                   GRADIENT_CLIP_NORM)
     scaler.step(optimizer)
     scaler.update()
-    return float(loss.detach())
+    if scheduler is not None:
+        scheduler.step()
+    return value
 
 
 def train_one_epoch(model: LesionModel, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
-                    loader: torch.utils.data.DataLoader, device: torch.device, *, description: str = "",
+                    loader: torch.utils.data.DataLoader, device: torch.device, *,
+                    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None, description: str = "",
                     progress: bool = True) -> list[float]:
-    """Train over ``loader`` once; returns the loss of every step."""
+    """Train over ``loader`` once, stepping ``scheduler`` after every optimizer step; returns the
+    loss of every step."""
     model.train()
     step_losses = []
     for images, targets in tqdm(loader, desc=description, leave=False, disable=not progress):
         images, targets = move_batch(images, targets, device)
-        loss = train_step(model, optimizer, scaler, images, targets)
-        if not math.isfinite(loss):
-            raise ChexmixInputError(
-                f"{description}: training loss became {loss} (training diverged); check the training images "
-                "and lesion masks, or lower the model's learning rate (make_optimizer in baselines/)")
-        step_losses.append(loss)
+        step_losses.append(train_step(model, optimizer, scaler, scheduler, images, targets, description))
     return step_losses

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 import torch
 import torchvision.models._api as torchvision_weights
+from torchvision.ops import FrozenBatchNorm2d
 from helpers import disc
 
 import segmentation_models_pytorch.encoders as smp_encoders
-from baselines import available_models, build_model
+from baselines import LesionPrediction, available_models, build_model
 from baselines.base import IMAGENET_MEAN, IMAGENET_STD, to_normalised_rgb
 from baselines.unet import instances_from_probability
 from benchmark.data import make_target
@@ -64,13 +65,40 @@ def test_mask_rcnn_resnet101_follows_image_size_and_has_two_classes() -> None:
     assert model.detector.roi_heads.mask_predictor.mask_fcn_logits.out_channels == 2
 
 
+def test_mask_rcnn_from_scratch_is_group_normalised_with_anchors_for_the_image_size() -> None:
+    for spec, width in (("mask_rcnn", 256), ("mask_rcnn:resnet18", 128)):
+        model = build_model(spec, image_size=128, weights="none")
+        kinds = {type(m) for m in model.modules()}
+        assert torch.nn.GroupNorm in kinds
+        assert not kinds & {torch.nn.BatchNorm2d, FrozenBatchNorm2d}  # batches of 2-8 images: no batch norm
+        assert all(p.requires_grad for p in model.parameters())  # every stage trains from scratch
+        assert model.detector.backbone.out_channels == width
+        generator = model.detector.rpn.anchor_generator
+        assert generator.sizes == ((4,), (8,), (16,), (32,), (64,))  # 1/32 .. 1/2 of 128 px
+        assert generator.aspect_ratios[0] == (0.5, 1.0, 2.0)
+    pretrained = build_model("mask_rcnn:resnet50", image_size=512, weights="imagenet", download=False)
+    assert any(isinstance(m, FrozenBatchNorm2d) for m in pretrained.modules())
+    assert pretrained.detector.rpn.anchor_generator.sizes[0] == (16,)
+
+
+def test_mask_rcnn_lesion_area_follows_the_score_threshold() -> None:
+    model = build_model("mask_rcnn:resnet18", image_size=SIZE, weights="none")
+    instances = torch.zeros(2, 8, 8)
+    instances[0, :2, :2] = 0.9
+    instances[1, 4:, 4:] = 0.7
+    prediction = LesionPrediction(instances.amax(0), instances, torch.tensor([0.8, 0.3]), 0.5)
+    assert model.lesion_area(prediction, 0.5).sum() == 4  # only the instance scoring 0.8
+    assert model.lesion_area(prediction, 0.2).sum() == 4 + 16
+    assert model.lesion_area(prediction, 0.9).sum() == 0
+
+
 def test_models_are_found_by_module_name() -> None:
     assert {"mask_rcnn", "unet"} <= set(available_models())
     assert "base" not in available_models()
     with pytest.raises(ChexmixInputError, match="unknown model 'segformer'"):
         build_model("segformer", image_size=SIZE, weights="none")
     with pytest.raises(ChexmixInputError, match="unknown Mask R-CNN backbone"):
-        build_model("mask_rcnn:resnet18", image_size=SIZE, weights="none")
+        build_model("mask_rcnn:resnet152", image_size=SIZE, weights="none")
 
 
 def test_weight_choices_that_do_not_exist_are_refused() -> None:

@@ -17,6 +17,8 @@ import benchmark.cli as bench_cli
 import benchmark.harness as harness
 from baselines import LesionModel
 from baselines.unet import instances_from_probability
+from benchmark.checkpoints import read_checkpoint
+from benchmark.validation import THRESHOLDS
 from benchmark.augment import AugmentParams, augment, sample_params
 from benchmark.data import LesionDataset
 from benchmark.evaluate import OVERLAY_IMAGES, evaluate_split
@@ -170,6 +172,7 @@ def test_a_non_finite_training_loss_is_a_clear_input_error() -> None:
     with pytest.raises(ChexmixInputError, match="training loss became nan.*learning rate"):
         train_one_epoch(model, torch.optim.SGD(model.parameters(), lr=0.1), torch.amp.GradScaler("cpu", enabled=False),
                         batches, torch.device("cpu"), description="cell unet seed 0 epoch 1/1", progress=False)
+    assert model.weight.item() == 1.0  # refused before the optimizer step touched the weights
 
 
 # --- harness outputs -----------------------------------------------------------------------
@@ -224,7 +227,8 @@ def test_a_run_killed_mid_epoch_resumes_from_its_last_checkpoint_and_matches(tmp
     with pytest.raises(KeyboardInterrupt):
         run_benchmark(data, ["unet"], FAST, tmp_path / "killed")
     run_dir = tmp_path / "killed" / "runs" / "custom-custom-aug" / "unet" / "seed0"
-    assert [p.name for p in run_dir.glob("*.pt")] == ["checkpoint_epoch_001.pt"]
+    assert sorted(p.name for p in run_dir.glob("*.pt")) == ["best.pt", "last.pt"]
+    assert read_checkpoint(run_dir / "last.pt")["epoch"] == 1
     assert not (tmp_path / "killed" / "results.json").exists()
 
     epochs_started.clear()
@@ -235,13 +239,14 @@ def test_a_run_killed_mid_epoch_resumes_from_its_last_checkpoint_and_matches(tmp
     (a,), (b,) = straight["runs"], resumed["runs"]
     assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-5)
     assert [p["iou"] for p in b["per_image"]] == pytest.approx([p["iou"] for p in a["per_image"]], abs=1e-6)
-    assert [p.name for p in run_dir.glob("*.pt")] == ["checkpoint_epoch_002.pt"]
+    assert sorted(p.name for p in run_dir.glob("*.pt")) == ["best.pt", "last.pt"]  # one of each, not per epoch
+    assert read_checkpoint(run_dir / "last.pt")["epoch"] == 2
 
 
 def test_runs_resumed_before_their_first_checkpoint_start_from_the_initial_checkpoint(tmp_path, monkeypatch) -> None:
     data = tiny_dataset_dict()
     run_benchmark(data, ["unet"], BenchOptions(epochs=1, image_size=64, progress=False), tmp_path / "first")
-    (checkpoint,) = (tmp_path / "first" / "runs").rglob("checkpoint_epoch_001.pt")
+    (checkpoint,) = (tmp_path / "first" / "runs").rglob("last.pt")
     from_checkpoint = BenchOptions(**{**FAST.__dict__, "weights": str(checkpoint)})
     straight = run_benchmark(data, ["unet"], from_checkpoint, tmp_path / "straight")
     assert json.loads((tmp_path / "straight" / "runs" / "init.json").read_text()) == {"weights": str(checkpoint)}
@@ -340,7 +345,7 @@ def test_split_leaving_test_empty_is_refused(tmp_path, capsys, monkeypatch) -> N
 
 def test_checkpoint_of_another_architecture_is_refused(tmp_path, capsys, tiny_configs) -> None:
     run_benchmark(tiny_dataset_dict(), ["unet"], BenchOptions(epochs=1, image_size=64, progress=False), tmp_path / "first")
-    (checkpoint,) = (tmp_path / "first" / "runs").rglob("checkpoint_epoch_001.pt")
+    (checkpoint,) = (tmp_path / "first" / "runs").rglob("last.pt")
     assert bench(tmp_path, "--config", "sample", "--models", "mask_rcnn:resnet50", "--weights", str(checkpoint)) == 2
     err = capsys.readouterr().err
     assert f"{checkpoint}: checkpoint holds a unet:resnet18 model, not mask_rcnn:resnet50" in err
@@ -402,7 +407,9 @@ def test_chexmix_bench_on_the_sample_config_end_to_end(tmp_path, monkeypatch, ca
     sample = load_chexmix("sample", split="60/40", seed=0)
     (run,) = json.loads((out / "results.json").read_text())["runs"]
     assert [p["image_id"] for p in run["per_image"]] == sample["test"]["image_id"]
-    assert run["train_images"] == len(sample["train"]) and run["device"] == "cpu"
+    assert run["train_images"] + run["validation_images"] == len(sample["train"]) and run["device"] == "cpu"
+    assert run["validation_images"] >= 1 and run["threshold_rule"].startswith("validation")
+    assert run["threshold"] in THRESHOLDS and run["threshold_kind"] == "lesion probability"
     assert all(0.0 <= p["iou"] <= 1.0 and 0.0 <= p["dice"] <= 1.0 for p in run["per_image"])
     assert (out / "figures" / "overlays_sample-60-40-aug.png").is_file()
 
