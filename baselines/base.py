@@ -74,6 +74,11 @@ class LesionModel(nn.Module):
         """(H, W) bool lesion area of ``prediction`` (from ``predict``) had ``threshold`` been used."""
         raise NotImplementedError
 
+    def confident_instances(self, prediction: LesionPrediction) -> torch.Tensor:
+        """(N,) bool: the instances of ``prediction`` that make up its lesion area (all, unless a
+        model also returns instances below its threshold, as Mask R-CNN does for COCO AP)."""
+        return torch.ones(len(prediction.scores), dtype=torch.bool, device=prediction.scores.device)
+
     def make_optimizer(self) -> torch.optim.Optimizer:
         raise NotImplementedError
 

@@ -114,6 +114,9 @@ class MaskRCNNLesions(LesionModel):
             predictions.append(LesionPrediction(lesion, instances, scores, MASK_THRESHOLD))
         return predictions
 
+    def confident_instances(self, prediction: LesionPrediction) -> torch.Tensor:
+        return prediction.scores >= self.threshold
+
     def lesion_area(self, prediction: LesionPrediction, threshold: float) -> torch.Tensor:
         instances = prediction.instance_probabilities[prediction.scores >= threshold]
         if not len(instances):

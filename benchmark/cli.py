@@ -94,11 +94,16 @@ def split_label(split: str) -> str:
     return f"{100 * train_fraction:.4g}/{100 * (1 - train_fraction):.4g}"
 
 
-def load_config(config: str, data_dir: Path | None, split: str, **options: object) -> datasets.DatasetDict:
-    """The builder's DatasetDict for ``config`` at ``split`` (the split drawn with seed 0)."""
-    from chexmix_dataset.builder import load_chexmix
+def load_config(config: str, data_dir: Path | None, split: str, **options: object
+                ) -> tuple[datasets.DatasetDict, list[dict]]:
+    """The builder's DatasetDict for ``config`` at ``split`` (the split drawn with seed 0), and the
+    records (URL, sha256, bytes) of what it downloaded."""
+    from chexmix_dataset.builder import make_builder
+    from chexmix_dataset.sources.download import download_records
 
-    return load_chexmix(config, data_dir=data_dir, split=split, seed=0, **options)
+    builder = make_builder(config, data_dir, split=split, seed=0, **options)
+    builder.download_and_prepare()
+    return builder.as_dataset(), download_records(builder)
 
 
 def plan_cells(args: argparse.Namespace) -> list[tuple[str, str, str, bool, dict]]:
@@ -137,13 +142,15 @@ def make_cells(plan: list[tuple[str, str, str, bool, dict]], data_dir: Path | No
     """The cells of a :func:`plan_cells` plan, each (config, split, options) loaded once."""
     from .harness import Cell
 
-    loaded: dict[tuple, datasets.DatasetDict] = {}
+    loaded: dict[tuple, tuple[datasets.DatasetDict, list[dict]]] = {}
     cells = []
     for label, config, split, augment, extra in plan:
         key = (config, split, tuple(sorted(extra.items())))
         if key not in loaded:
             loaded[key] = load_config(config, data_dir, split, **extra)
-        cells.append(Cell(label, config, split, augment, loaded[key], ct_fraction=extra.get("ct_fraction")))
+        dataset, downloads = loaded[key]
+        cells.append(Cell(label, config, split, augment, dataset, ct_fraction=extra.get("ct_fraction"),
+                          downloads=tuple(downloads)))
     return cells
 
 

@@ -37,12 +37,14 @@ from tqdm import tqdm
 from baselines import LesionModel, build_model
 from baselines.base import WEIGHT_CHOICES
 from chexmix_dataset.atomic import write_json
+from chexmix_dataset.composition import split_composition
 from chexmix_dataset.errors import ChexmixInputError
 
 from .checkpoints import (BEST, LAST, check_settings, checkpoint_state, estimated_sizes_mb, load_model_state,
                           read_checkpoint, write_checkpoint)
 from .data import LesionDataset, default_workers, make_loader
 from .evaluate import evaluate_split
+from .run_export import write_run_model
 from .train import load_scaler_state, make_scaler, make_scheduler, resolve_device, train_one_epoch
 from .validation import (DEFAULT_THRESHOLD, MIN_TRAIN_IMAGES, THRESHOLDS, VALIDATION_FRACTION, TrainValidation,
                          best_threshold, split_validation, validation_ious)
@@ -72,6 +74,7 @@ class Cell:
     augment: bool
     dataset: datasets.DatasetDict = field(compare=False, repr=False)
     ct_fraction: float | None = None  # the share of training CXRs asked to be replaced (a sweep's x); None: default
+    downloads: tuple[dict, ...] = field(default=(), compare=False)  # what the builder downloaded, with sha256
 
     @property
     def slug(self) -> str:
@@ -280,9 +283,13 @@ def run_one(cell: Cell, spec: str, seed: int, options: BenchOptions, out_dir: Pa
         "best_epoch": trained.best["epoch"], "validation_iou_by_threshold": (
             None if trained.best["iou_by_threshold"] is None
             else dict(zip(map(str, THRESHOLDS), trained.best["iou_by_threshold"]))),
+        "train_composition": split_composition(cell.dataset["train"]),
+        "test_composition": split_composition(test), "downloads": list(cell.downloads),
         **evaluation.scores,
     }
-    return RunOutcome(result, evaluation.lesion_areas)
+    outcome = RunOutcome(result, evaluation.lesion_areas)
+    write_run_model(run_dir, cell, outcome, model)
+    return outcome
 
 
 def run_directory(out_dir: Path, cell: Cell, spec: str, seed: int) -> Path:

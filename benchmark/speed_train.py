@@ -58,7 +58,7 @@ def run_train_speed(dataset_dict: datasets.DatasetDict | None = None, models: tu
     if dataset_dict is None:
         from .cli import load_config
 
-        dataset_dict = load_config("sample", None, "80/20")
+        dataset_dict, _ = load_config("sample", None, "80/20")
     target_device = resolve_device(device)
     if workers is None:
         workers = default_workers(target_device)

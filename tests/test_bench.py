@@ -277,7 +277,7 @@ def tiny_configs(monkeypatch):
 
     def load_config(config, data_dir, split, **options):
         loaded.append((config, split, options))
-        return tiny_dataset_dict()
+        return tiny_dataset_dict(), []
 
     monkeypatch.setattr(bench_cli, "load_config", load_config)
     return loaded
@@ -337,7 +337,7 @@ def test_split_spellings_of_the_builder_are_accepted(tmp_path, tiny_configs, mon
 def test_split_leaving_test_empty_is_refused(tmp_path, capsys, monkeypatch) -> None:
     data = tiny_dataset_dict()
     empty = datasets.DatasetDict({"train": data["train"], "test": data["test"].select([])})
-    monkeypatch.setattr(bench_cli, "load_config", lambda *a, **k: empty)
+    monkeypatch.setattr(bench_cli, "load_config", lambda *a, **k: (empty, []))
     assert bench(tmp_path, "--config", "mixed", "--split", "90/10") == 2
     assert "leaves the test split empty" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
