@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -69,8 +71,17 @@ class RayBuild:
     skipped: dict[str, str] = field(default_factory=dict)
 
 
-def require_ray():
-    """The ``ray`` module, or a one-line error saying how to install it."""
+LOOPBACK_ONLY_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": Ray's single-machine mode, on 127.0.0.1
+
+
+def require_ray(local_only: bool = False):
+    """The ``ray`` module, or a one-line error saying how to install it.
+
+    ``local_only``: when Ray is not imported yet, import it in its single-machine mode, in which
+    a local instance advertises and listens on 127.0.0.1 only (Ray reads this at import).
+    """
+    if local_only and "ray" not in sys.modules:
+        os.environ.setdefault(LOOPBACK_ONLY_ENV, "0")
     try:
         import ray
     except ImportError:
@@ -83,9 +94,10 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
     """Connect to the Ray cluster at ``address``, or start a local instance with ``num_cpus`` CPUs.
 
     An already initialised Ray (a caller's own ``ray.init``) is used as it is and left running;
-    an instance started here is shut down on exit. A local instance listens on 127.0.0.1 only.
+    an instance started here is shut down on exit. A local instance serves this machine alone,
+    so it listens on 127.0.0.1 only (when Ray was not imported before).
     """
-    ray = require_ray()
+    ray = require_ray(local_only=not address)
     if ray.is_initialized():
         yield
         return
@@ -93,8 +105,7 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
         if address:
             ray.init(address=address, log_to_driver=False)
         else:
-            ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
-                     _node_ip_address="127.0.0.1")
+            ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
     except ConnectionError as exc:
         raise ChexmixInputError(f"cannot connect to the Ray cluster at {address}: {exc}") from None
     try:
