@@ -3,6 +3,7 @@
     python -m benchmark.speed projector   # published loop vs seed vs physics vs numpy.sum floor
     python -m benchmark.speed build       # per-volume build vs nibabel load; num_proc 2 vs 1
     python -m benchmark.speed train       # harness images/s vs in-memory tensors (ceiling)
+    python -m benchmark.speed ray         # the same build locally and as Ray tasks (docs/scaling.md)
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ BENCHMARKS = {
     "projector": "benchmark.speed_projector",
     "build": "benchmark.speed_build",
     "train": "benchmark.speed_train",
+    "ray": "benchmark.speed_ray",
 }
 
 
