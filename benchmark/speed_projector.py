@@ -1,7 +1,8 @@
 """Projector speed: the published loop vs ``seed`` vs ``physics``, against one ``numpy.sum``.
 
 The floor is one ``numpy.sum`` over the same int16 volume: the memory traffic any projector
-must pay. Targets: ``seed`` >= 300x faster than the loop; ``physics`` within 3x of the floor.
+must pay. Targets (issue 11), printed PASS/FAIL: ``physics`` with lesions and ``seed`` each within
+2x of the floor (the loop is only ~150x the floor on a 2-core CPU, so "300x the loop" cannot be met).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 from chexmix_dataset.phantoms import chest_phantom
-from chexmix_dataset.projection import ProjectorOptions, project_volume, seed_slices
+from chexmix_dataset.projector import ProjectorOptions, project_volume, seed_slices
 from chexmix_dataset.volume import CTVolume
 
 from .speed import print_table
@@ -47,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
     floor = best_of(args.repeats, lambda: np.sum(phantom.hu))
     seed = best_of(args.repeats, lambda: project_volume(ct, ProjectorOptions(mode="seed")))
     physics = best_of(args.repeats, lambda: project_volume(ct, ProjectorOptions(mode="physics")))
+    cone = best_of(args.repeats, lambda: project_volume(ct, ProjectorOptions(geometry="cone")))
     no_lesions = CTVolume(phantom.hu, phantom.spacing_mm, phantom.affine, None, True, "phantom")
     physics_image = best_of(args.repeats, lambda: project_volume(no_lesions, ProjectorOptions(mode="physics")))
     seed_image = best_of(args.repeats, lambda: project_volume(no_lesions, ProjectorOptions(mode="seed")))
@@ -75,8 +77,15 @@ def run(args: argparse.Namespace) -> int:
          "speed-up vs loop": f"{loop / physics:.0f}"},
         {"method": "physics mode (image only)", "seconds": f"{physics_image:.4f}",
          "x floor": f"{physics_image / floor:.2f}", "speed-up vs loop": f"{loop / physics_image:.0f}"},
+        {"method": "physics, cone PA 1800 mm (image + lesions)", "seconds": f"{cone:.4f}",
+         "x floor": f"{cone / floor:.2f}", "speed-up vs loop": f"{loop / cone:.0f}"},
         {"method": "floor: numpy.sum(volume)", "seconds": f"{floor:.4f}", "x floor": "1.00", "speed-up vs loop": ""},
     ]
     print_table(rows, ["method", "seconds", "x floor", "speed-up vs loop"])
-    print(f"targets: seed >= 300x the loop ({loop / seed:.0f}x); physics <= 3x the floor ({physics / floor:.2f}x)")
+    targets = [  # issue 11: the published loop is only ~150x the floor here, so seed is judged against the floor
+        ("physics (image + lesions) <= 2x the floor", physics / floor <= 2.0, f"{physics / floor:.2f}x"),
+        ("seed (image + lesions) <= 2x the floor", seed / floor <= 2.0, f"{seed / floor:.2f}x"),
+    ]
+    for name, ok, value in targets:
+        print(f"{'PASS' if ok else 'FAIL'}  {name}: {value}")
     return 0

@@ -31,13 +31,12 @@ import datasets
 
 from .errors import ChexmixInputError
 from .features import FEATURES
-from .projection import ProjectorOptions, project_volume
+from .projector import ProjectorOptions, project_volume
 from .rows import make_row
 from .sources import phantom as phantom_source
 from .sources import scan_sources
 from .sources.base import CTCase, CXRCase, SourceScan
 from .splits import SplitPlan, is_official, mixed_plan, official_split, parse_split, patient_split
-from .views import rotate_about_si
 from .volume import load_ct
 
 logger = logging.getLogger(__name__)
@@ -206,15 +205,17 @@ def image_id_for(item: CTCase | CXRCase) -> str:
 
 def _row_for(item: CTCase | CXRCase, projector: ProjectorOptions) -> dict:
     if isinstance(item, CTCase):
-        ct = rotate_about_si(load_ct(item.ct_path, item.mask_path), item.view_deg)
-        options = dataclasses.replace(projector, lesion_types=dict(item.lesion_types))
+        ct = load_ct(item.ct_path, item.mask_path)
+        # The planned extra view and the projector's own turn make one rotation (in project_volume).
+        turn = projector.view_deg + item.view_deg
+        options = dataclasses.replace(projector, lesion_types=dict(item.lesion_types), view_deg=turn)
         if item.stored_window_hu is not None:
             # Stored as 0-255 grey over an HU window (Radiopaedia cases of Ma et al.): map back.
             ct = dataclasses.replace(ct, is_hounsfield=False)
             options = dataclasses.replace(options, slice_hu_range=tuple(item.stored_window_hu))
         projection = project_volume(ct, options)
         image, instances, source = projection.image, projection.instances, "ct_projection"
-        view_deg: float | None = item.view_deg
+        view_deg: float | None = turn
     else:
         image, instances = item.load(lambda message: logger.warning("%s: %s", item.image_id, message))
         source, view_deg = "cxr", None

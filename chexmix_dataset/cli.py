@@ -1,7 +1,8 @@
 """The ``chexmix`` command line: one subcommand per module, loaded only when used.
 
 Each subcommand module defines ``add_arguments(parser)`` and ``run(args) -> int``. Bad input
-raised as :class:`ChexmixInputError` becomes one line on stderr and exit code 2.
+raised as :class:`ChexmixInputError` becomes one line on stderr and exit code 2. Ctrl-C exits
+with 130 and SIGTERM with 143, after removing temporary outputs (:mod:`.atomic`).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import argparse
 import importlib
 import sys
 
+from .atomic import Terminated, install_signal_cleanup
 from .errors import ChexmixInputError
 
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -20,6 +22,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "show": ("chexmix_dataset.commands.show", "draw a grid of images with lesion overlays"),
     "bench": ("benchmark.cli", "train and score lesion segmentation models on CheXMix"),
     "predict": ("benchmark.predict", "predict lesion masks on chest X-rays with a trained model (research only)"),
+    "publish-model": ("benchmark.publish_model", "publish a trained model as a Hugging Face model repository"),
     "publish": ("chexmix_dataset.commands.publish", "publish CheXMix configs to the Hugging Face Hub"),
 }
 
@@ -49,14 +52,18 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser, module = _parser_for(argv)
     args = parser.parse_args(argv)
+    install_signal_cleanup(always_raise=True)
     try:
         return int(module.run(args) or 0)  # type: ignore[union-attr]
     except ChexmixInputError as exc:
         print(f"chexmix {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"chexmix {args.command}: interrupted", file=sys.stderr)
+        print(f"chexmix {args.command}: interrupted; no partial output left", file=sys.stderr)
         return 130
+    except Terminated as exc:
+        print(f"chexmix {args.command}: {exc}; no partial output left", file=sys.stderr)
+        return exc.exit_code
 
 
 if __name__ == "__main__":

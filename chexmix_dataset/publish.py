@@ -388,26 +388,27 @@ def plan_operations(
     return [*additions, *deletions]
 
 
-def open_hub_repo(repo_id: str, *, token: str, private: bool = False) -> HfApi:
-    """A Hub client for ``repo_id``, creating the dataset repository if needed.
+def open_hub_repo(repo_id: str, *, token: str, private: bool = False, repo_type: str = "dataset") -> HfApi:
+    """A Hub client for ``repo_id``, creating the repository (a dataset unless told) if needed.
 
     ``private`` applies only to a repository created now. Called before any building so that a
     refused token or an unreachable Hub shows up at once, not after hours of projecting.
     """
     api = HfApi(token=token, library_name="chexmix", library_version=__version__)
     with _hub_errors(repo_id, token):
-        api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+        api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True)
     return api
 
 
-def push_hub_tree(api: HfApi, tree_dir: str | os.PathLike, repo_id: str, *, token: str) -> tuple[str | None, list[str]]:
-    """Push ``tree_dir`` to the dataset repository ``repo_id`` in one commit.
+def push_hub_tree(api: HfApi, tree_dir: str | os.PathLike, repo_id: str, *, token: str, repo_type: str = "dataset",
+                  commit_message: str = f"Publish CheXMix {__version__}") -> tuple[str | None, list[str]]:
+    """Push ``tree_dir`` to the repository ``repo_id`` (a dataset unless told) in one commit.
 
     Returns the commit URL and the changed repository paths, or ``(None, [])`` when the Hub
     already holds identical files.
     """
     with _hub_errors(repo_id, token):
-        remote = {entry.path: entry for entry in api.list_repo_tree(repo_id, repo_type="dataset", recursive=True)
+        remote = {entry.path: entry for entry in api.list_repo_tree(repo_id, repo_type=repo_type, recursive=True)
                   if isinstance(entry, RepoFile)}
     # Hashing local files is no Hub call: a local disk error must not read as a network failure.
     operations = plan_operations(tree_dir, remote)
@@ -417,8 +418,8 @@ def push_hub_tree(api: HfApi, tree_dir: str | os.PathLike, repo_id: str, *, toke
         commit = api.create_commit(
             repo_id,
             operations,
-            commit_message=f"Publish CheXMix {__version__}",
-            repo_type="dataset",
+            commit_message=commit_message,
+            repo_type=repo_type,
         )
     return commit.commit_url, [operation.path_in_repo for operation in operations]
 

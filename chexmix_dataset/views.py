@@ -5,6 +5,9 @@ rotations of a few degrees about the body's long axis are common. When a mix nee
 projections than there are CTs, each CT contributes several such views (see
 :func:`chexmix_dataset.splits.mixed_plan`).
 
+The projector applies the same rotation for ``ProjectorOptions.view_deg``
+(:func:`chexmix_dataset.projector.project_volume`): one implementation for both.
+
 Convention: ``view_deg`` is a right-handed rotation of the patient about the +z (superior)
 axis of the RAS+ volume, about the centre of each axial slice. Seen from the head, a positive
 angle turns the patient counter-clockwise: the patient's right side moves anteriorly.
@@ -31,7 +34,10 @@ def _slice_transform(view_deg: float, spacing_xy_mm: tuple[float, float], shape_
     input = S^-1 R^-1 S (output - centre) + centre, with S = diag(spacing).
     """
     theta = np.deg2rad(view_deg)
-    inverse_rotation = np.array([[np.cos(theta), np.sin(theta)], [-np.sin(theta), np.cos(theta)]])
+    # Exact quarter turns: cos(pi) is -1 but sin(pi) is 1.2e-16, which would push the grid's
+    # edge voxels a hair outside it and fill them with air.
+    cos, sin = (float(np.round(v, 12)) for v in (np.cos(theta), np.sin(theta)))
+    inverse_rotation = np.array([[cos, sin], [-sin, cos]])
     scale = np.diag(spacing_xy_mm)
     matrix = np.linalg.inv(scale) @ inverse_rotation @ scale
     centre = (np.asarray(shape_xy, dtype=np.float64) - 1.0) / 2.0

@@ -196,15 +196,20 @@ _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 
 
 def _read_slice(file: Path) -> np.ndarray:
-    """One slice as its native array: uint8 for 8-bit images, uint16/int32 for 16-bit ones."""
+    """One slice as its native array: uint8 for 8-bit images, uint16/int32 for 16-bit ones.
+
+    Read upright (EXIF Orientation applied), as viewers show it, like every CXR image.
+    """
+    from .sources.annotations import open_upright  # sources import this module: import late
+
+    image, _ = open_upright(file)
     try:
-        with Image.open(file) as image:
-            if image.mode in _SIXTEEN_BIT_MODES:
-                array = np.asarray(image)
-                return array.astype(array.dtype.newbyteorder("="), copy=False)  # I;16B is big-endian
-            if image.mode == "F":
-                raise ChexmixInputError("floating-point slice images are not supported; store the CT as NIfTI", file)
-            return np.asarray(image.convert("L"))
+        if image.mode in _SIXTEEN_BIT_MODES:
+            array = np.asarray(image)
+            return array.astype(array.dtype.newbyteorder("="), copy=False)  # I;16B is big-endian
+        if image.mode == "F":
+            raise ChexmixInputError("floating-point slice images are not supported; store the CT as NIfTI", file)
+        return np.asarray(image.convert("L"))
     except (UnidentifiedImageError, OSError) as exc:
         raise ChexmixInputError(f"cannot read slice image: {exc}", file) from None
 

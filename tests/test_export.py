@@ -173,6 +173,8 @@ def test_existing_out_dir_is_refused_without_overwrite(tiny, tmp_path):
         with pytest.raises(ChexmixInputError, match="already exists"):
             export(tiny, tmp_path / "out")
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["keep.txt"]
+    (tmp_path / "empty").mkdir()  # an empty folder is used as by every other command
+    assert export_coco(tiny, tmp_path / "empty")["train"].is_file()
 
 
 @pytest.mark.parametrize("bad_id", ["a/b", "..", ""])

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import nibabel as nib
 import numpy as np
 import pytest
@@ -136,12 +139,37 @@ def test_cli_writes_phantoms(tmp_path, capsys):
     assert [p.name for p in tmp_path.iterdir()] == ["phantoms"], "temporary folders left behind"
 
 
-def test_write_phantoms_into_existing_folder(tmp_path):
+def test_phantom_output_is_replaced_only_by_the_same_seed_and_shape(tmp_path, capsys):
+    out = tmp_path / "p"
+    pairs = write_phantoms(out, 2, seed=2, shape=TINY)
+    assert pairs == [(out / "ct" / f"phantom_{i:04d}.nii.gz", out / "mask" / f"phantom_{i:04d}.nii.gz") for i in (0, 1)]
+    assert json.loads((out / "phantoms.json").read_text()) == {"seed": 2, "n": 2, "shape": list(TINY)}
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    capsys.readouterr()  # the progress bar of the first write
+    # Another seed or shape would mix two sets of phantoms: refused, nothing changes.
+    for args in (["--seed", "3"], ["--seed", "2", "--shape", "24", "24", "26"]):
+        shape = args[3:] or list(map(str, TINY))
+        code = main(["phantom", "--out", str(out), "--n", "1", *args[:2], "--shape", *shape])
+        err = capsys.readouterr().err
+        assert code == 2 and "seed 2" in err and err.count("\n") == 1
+        assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    # The same seed and shape replaces the folder whole (here with fewer phantoms).
+    write_phantoms(out, 1, seed=2, shape=TINY)
+    assert sorted(p.name for p in (out / "ct").iterdir()) == ["phantom_0000.nii.gz"]
+    assert (out / "ct" / "phantom_0000.nii.gz").read_bytes() == before[Path("ct/phantom_0000.nii.gz")]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p"]
+
+
+def test_phantom_refuses_foreign_files_and_phantoms_of_unknown_seed(tmp_path):
     (tmp_path / "keep.txt").write_text("mine")
-    pairs = write_phantoms(tmp_path, 1, seed=2, shape=TINY)
-    assert pairs == [(tmp_path / "ct" / "phantom_0000.nii.gz", tmp_path / "mask" / "phantom_0000.nii.gz")]
-    assert all(path.exists() for pair in pairs for path in pair)
-    assert (tmp_path / "keep.txt").read_text() == "mine"
+    with pytest.raises(ChexmixInputError, match="keep.txt"):
+        write_phantoms(tmp_path, 1, seed=2, shape=TINY)
+    assert [p.name for p in tmp_path.iterdir()] == ["keep.txt"]
+    older = tmp_path / "older"
+    write_phantoms(older, 1, seed=0, shape=TINY)
+    (older / "phantoms.json").unlink()  # as an earlier CheXMix wrote them
+    with pytest.raises(ChexmixInputError, match="seed and shape unknown"):
+        write_phantoms(older, 1, seed=0, shape=TINY)
 
 
 def test_failed_run_leaves_no_output(tmp_path, monkeypatch):

@@ -310,3 +310,21 @@ def test_stretched_16bit_slices_are_flagged_and_bad_intercepts_refused(tmp_path,
     assert not any("windowed or stretched" in r.getMessage() for r in caplog.records)
     _refused(capsys, ["project", str(tmp_path / "ct"), "--slice-hu-intercept", "nan", "--out", str(tmp_path / "o")],
              tmp_path / "o", "intercept", "finite")
+
+
+def test_slice_images_stored_sideways_with_exif_orientation_read_upright(tmp_path):
+    """A slice folder whose JPEG-era export stored slices rotated with an Orientation tag."""
+    from PIL import Image as PILImage
+
+    from chexmix_dataset.volume import read_slice_folder
+
+    rng = np.random.default_rng(0)
+    upright = [rng.integers(0, 255, size=(12, 20), dtype=np.uint8) for _ in range(3)]
+    plain, tagged = tmp_path / "plain", tmp_path / "tagged"
+    plain.mkdir(), tagged.mkdir()
+    for index, image in enumerate(upright):
+        PILImage.fromarray(image).save(plain / f"slice{index}.png")
+        exif = PILImage.Exif()
+        exif[0x0112] = 6  # "rotate 90 CW to display": the stored pixels are the upright ones turned 90 CCW
+        PILImage.fromarray(np.rot90(image, 1)).save(tagged / f"slice{index}.png", exif=exif.tobytes())
+    assert np.array_equal(read_slice_folder(tagged), read_slice_folder(plain))

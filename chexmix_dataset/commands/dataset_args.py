@@ -8,6 +8,7 @@ from pathlib import Path
 
 import datasets
 
+from .project import add_geometry_arguments, geometry_options
 from ..builder import CONFIG_NAMES, PAPER_CT_FRACTION, CheXMix, default_config, make_builder
 
 
@@ -25,6 +26,8 @@ def add_dataset_arguments(parser: argparse.ArgumentParser, config_required: bool
                        help=f"share of training CXRs replaced by CT projections (mixed, sample; default {PAPER_CT_FRACTION:.4f})")
     group.add_argument("--mode", choices=("physics", "seed"), default=None, help="projector mode (physics)")
     group.add_argument("--size", type=int, default=None, help="projection size in px (the config's: 512; sample 256)")
+    add_geometry_arguments(group, defaults_from_config=True)
+    group.add_argument("--device", default=None, help="projector device: cpu (numpy, default) or cuda / cuda:N (torch)")
     group.add_argument("--sources", default=None, help="comma-separated source adapters (default: the config's)")
     group.add_argument("--num-proc", type=int, default=None, help="processes for generation")
     group.add_argument("--cache-dir", type=Path, default=None, help="datasets cache folder")
@@ -46,7 +49,9 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
 
 def builder_from_args(args: argparse.Namespace) -> CheXMix:
     """The configured builder the arguments describe (nothing is built yet)."""
-    changed = {key: value for key, value in (("mode", args.mode), ("size_px", args.size)) if value is not None}
+    changed = {key: value for key, value in (("mode", args.mode), ("size_px", args.size), ("device", args.device))
+               if value is not None}
+    changed.update(geometry_options(args))
     projector = dataclasses.replace(default_config(args.config).projector, **changed)
     options = dict(split=args.split, seed=args.seed, ct_fraction=args.ct_fraction, projector=projector,
                    cache_dir=args.cache_dir)

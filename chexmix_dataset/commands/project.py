@@ -10,7 +10,7 @@ from PIL import Image
 from ..atomic import atomic_dir, check_replaceable, write_json
 from ..lesions import coco_object, union_mask
 from ..overlay import draw_overlay
-from ..projection import MAX_SIZE_PX, ProjectorOptions, project_volume
+from ..projector import BEAMS, DEFAULT_SID_MM, DISPLAYS, GEOMETRIES, MAX_SIZE_PX, ProjectorOptions, project_volume
 from ..volume import SLICE_ORDERS, load_ct
 
 
@@ -31,6 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="least path through a lesion for a lesion pixel, mm (default: one voxel)")
     parser.add_argument("--min-area-mm2", type=float, default=4.0,
                         help="drop projected lesions smaller than this, mm^2 (4)")
+    add_geometry_arguments(parser.add_argument_group("geometry"))
+    parser.add_argument("--device", default="cpu", metavar="cpu|cuda",
+                        help="where to render: cpu (numpy, default) or cuda / cuda:N (torch on that GPU)")
     parser.add_argument("--slice-spacing", type=float, nargs=3, default=(1.0, 1.0, 1.0),
                         metavar=("ROW_MM", "COL_MM", "SLICE_MM"),
                         help="voxel size assumed for slice folders, each positive (1 1 1)")
@@ -43,10 +46,42 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "0 for signed); 8-bit slices are display grey mapped to -1000..1000 HU")
 
 
+def add_geometry_arguments(group: argparse._ActionsContainer, defaults_from_config: bool = False) -> None:
+    """--geometry, --beam, --sid-mm, --sod-mm, --detector-pixel-mm, --view-deg (:class:`ProjectorOptions`).
+
+    ``defaults_from_config``: leave every option unset (None) so that a config's projector keeps its own.
+    """
+    unset = None if defaults_from_config else argparse.SUPPRESS
+    group.add_argument("--geometry", choices=GEOMETRIES, default=None if defaults_from_config else "parallel",
+                       help="parallel rays along anterior-posterior (default, as the published tool) or cone "
+                       "(point source, flat detector; physics mode)")
+    group.add_argument("--beam", choices=BEAMS, default=None if defaults_from_config else "PA",
+                       help="cone: PA (source behind the patient, default) or AP (source in front, portable films)")
+    group.add_argument("--sid-mm", type=float, default=unset,
+                       help=f"cone: source-to-detector distance, mm (PA {DEFAULT_SID_MM['PA']:g}, AP {DEFAULT_SID_MM['AP']:g})")
+    group.add_argument("--sod-mm", type=float, default=unset,
+                       help="cone: source to the CT grid's centre, mm (default: SID - 150)")
+    group.add_argument("--detector-pixel-mm", type=float, default=unset,
+                       help="cone: detector pitch, mm (default: the whole CT over --size px)")
+    group.add_argument("--display", choices=DISPLAYS, default=None if defaults_from_config else "linear",
+                       help="physics mode: linear window of -ln T (default) or radiograph (quantum noise, tissue "
+                       "equalisation, unsharp mask, film-like response; off by default)")
+    group.add_argument("--view-deg", type=float, default=None if defaults_from_config else 0.0,
+                       help="patient turned about the superior-inferior axis, degrees (0; positive: right side forward)")
+
+
+GEOMETRY_OPTIONS = ("geometry", "beam", "sid_mm", "sod_mm", "detector_pixel_mm", "view_deg", "display")
+
+
+def geometry_options(args: argparse.Namespace) -> dict:
+    """The ProjectorOptions fields the geometry arguments set (unset ones left out)."""
+    return {name: getattr(args, name) for name in GEOMETRY_OPTIONS if getattr(args, name, None) is not None}
+
+
 def run(args: argparse.Namespace) -> int:
     check_replaceable(args.out, OUTPUT_NAMES)  # before the work: fail fast on a folder of other files
     options = ProjectorOptions(mode=args.mode, size_px=args.size, min_lesion_mm=args.min_lesion_mm,
-                               min_area_mm2=args.min_area_mm2)
+                               min_area_mm2=args.min_area_mm2, device=args.device, **geometry_options(args))
     ct = load_ct(args.ct, args.mask, slice_spacing_mm=tuple(args.slice_spacing), slice_order=args.slice_order,
                  slice_hu_intercept=args.slice_hu_intercept)
     projection = project_volume(ct, options)
@@ -59,12 +94,22 @@ def run(args: argparse.Namespace) -> int:
             "ct": str(args.ct),
             "mask": None if args.mask is None else str(args.mask),
             "mode": options.mode,
+            "geometry": _geometry_record(options),
+            "display": options.display,
             "width": width,
             "height": height,
             "pixel_spacing_mm": list(projection.pixel_spacing_mm),
             "instances": [coco_object(inst, i) for i, inst in enumerate(projection.instances)],
         })
     types = sorted({inst.lesion_type for inst in projection.instances})
-    print(f"{args.out}: {width}x{height} px X-ray ({options.mode}), {len(projection.instances)} lesion "
+    print(f"{args.out}: {width}x{height} px X-ray ({options.mode}, {options.geometry}), {len(projection.instances)} lesion "
           f"instance(s){' (' + ', '.join(types) + ')' if types else ''}")
     return 0
+
+
+def _geometry_record(options: ProjectorOptions) -> dict:
+    """What instances.json says about the rays: the geometry, the beam and its distances in mm."""
+    record = {"type": options.geometry, "view_deg": options.view_deg}
+    if options.geometry == "cone":
+        record.update(beam=options.beam, sid_mm=options.source_to_detector_mm, sod_mm=options.source_to_isocentre_mm)
+    return record

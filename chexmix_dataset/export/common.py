@@ -14,12 +14,14 @@ from ..errors import ChexmixInputError
 
 
 def check_out_dir(out_dir: str | os.PathLike, overwrite: bool) -> Path:
-    """Refuse an existing ``out_dir`` unless ``overwrite``: the export replaces it entirely.
+    """Refuse an existing ``out_dir`` unless ``overwrite`` or empty: the export replaces it entirely.
 
-    Even with ``overwrite``, only a previous export is replaced (:func:`..atomic.atomic_dir`).
+    Even with ``overwrite``, only a previous export is replaced (:func:`..atomic.atomic_dir`);
+    an empty folder (made beforehand, as job scripts do) is used as every command uses it.
     """
     out_dir = Path(out_dir)
-    if out_dir.exists() and not overwrite:
+    empty_folder = out_dir.is_dir() and not any(out_dir.iterdir())
+    if out_dir.exists() and not overwrite and not empty_folder:
         raise ChexmixInputError("output folder already exists (pass overwrite=True / --overwrite to replace it)",
                                 out_dir)
     return out_dir

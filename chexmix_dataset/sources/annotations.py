@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 from pycocotools import mask as mask_utils
 from scipy import ndimage
 
@@ -62,29 +62,90 @@ Region = PolygonRegion | RLERegion
 
 # --------------------------------------------------------------------------------- images ---
 
-def read_grey_image(path: str | Path) -> np.ndarray:
-    """A (height, width) uint8 array from a PNG/JPEG/... file; 16-bit images are rescaled."""
-    path = Path(path)
-    if not path.exists():
-        raise ChexmixInputError("image file does not exist", path)
+# EXIF Orientation values that swap width and height (rotations by 90 degrees, transpositions).
+_SWAPPING_ORIENTATIONS = (5, 6, 7, 8)
+_ORIENTATION_TAG = 0x0112
+_SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
+
+
+def _png_exif_follows_pixels(path: str | Path) -> bool:
+    """Whether a PNG has an eXIf chunk after its pixel data (PIL reads those only on load).
+
+    Walks the chunk headers without decompressing anything.
+    """
+    with open(path, "rb") as handle:
+        handle.seek(8)  # the PNG signature
+        while True:
+            header = handle.read(8)
+            if len(header) < 8:
+                return False
+            length, kind = int.from_bytes(header[:4], "big"), header[4:]
+            if kind == b"eXIf":
+                return True
+            if kind == b"IEND":
+                return False
+            handle.seek(length + 4, 1)  # chunk data and CRC
+
+
+def _orientation(image: Image.Image, path: str | Path) -> int:
+    """The EXIF Orientation (1-8; 1 = stored as displayed) of an open image, read from its header."""
+    if image.format == "PNG" and "exif" not in image.info:
+        if not _png_exif_follows_pixels(path):
+            return 1
+        image.load()
+    return int(image.getexif().get(_ORIENTATION_TAG, 1) or 1)
+
+
+def open_upright(path: str | Path) -> tuple[Image.Image, str]:
+    """The decoded image of ``path`` as viewers (and VIA) display it (EXIF Orientation applied),
+    and the file's format as PIL names it ("PNG", "JPEG", ...).
+
+    Phones and some scanners store JPEGs sideways with an Orientation tag; polygons drawn in a
+    viewer are in the displayed frame, so every pixel CheXMix reads is in that frame too.
+    Unreadable files raise ChexmixInputError naming the file.
+    """
     try:
         with Image.open(path) as image:
             image.load()
-            if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-                array = np.asarray(image, dtype=np.float64)
-                low, high = float(array.min()), float(array.max())
-                scale = 255.0 / (high - low) if high > low else 0.0
-                return np.rint((array - low) * scale).astype(np.uint8)
-            return np.asarray(image.convert("L"), dtype=np.uint8).copy()
+            return ImageOps.exif_transpose(image), (image.format or "").upper()
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise ChexmixInputError(f"cannot read image (corrupt or not an image?): {exc}", path) from None
 
 
+def read_grey_image(path: str | Path) -> np.ndarray:
+    """A (height, width) uint8 array of an image file, upright (EXIF Orientation applied).
+
+    8-bit files are read as stored (colour converted to luminance by PIL's ITU-R 601 weights).
+    16-bit (and 32-bit integer or float) files, as CXRs exported from DICOM often are, are mapped
+    linearly from the image's own minimum..maximum to 0..255, rounded: a 12-bit exposure stored
+    in 16 bits keeps its full contrast instead of landing in the bottom 16 grey levels, and the
+    image's darkest and brightest pixels become 0 and 255. An image of one value becomes all 0.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ChexmixInputError("image file does not exist", path)
+    image, _ = open_upright(path)
+    try:
+        if image.mode in (*_SIXTEEN_BIT_MODES, "I", "F"):
+            array = np.asarray(image, dtype=np.float64)
+            low, high = float(array.min()), float(array.max())
+            scale = 255.0 / (high - low) if high > low else 0.0
+            return np.rint((array - low) * scale).astype(np.uint8)
+        return np.asarray(image.convert("L"), dtype=np.uint8).copy()
+    except (OSError, ValueError) as exc:
+        raise ChexmixInputError(f"cannot convert image of mode {image.mode} to grey: {exc}", path) from None
+
+
 def image_size(path: str | Path) -> tuple[int, int]:
-    """(height, width) in px from the file header only; corrupt files raise ChexmixInputError."""
+    """(height, width) in px as displayed (EXIF Orientation applied), from the file header.
+
+    Corrupt files raise ChexmixInputError.
+    """
     try:
         with Image.open(path) as image:
             width, height = image.size
+            if _orientation(image, path) in _SWAPPING_ORIENTATIONS:
+                width, height = height, width
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise ChexmixInputError(f"cannot read image header (corrupt or not an image?): {exc}", path) from None
     return height, width
@@ -157,40 +218,137 @@ def load_annotated_image(image_path: str, regions: tuple[Region, ...],
     return image, rasterise_regions(regions, height, width, Path(image_path).name, warn)
 
 
-def label_mask_instances(labels: np.ndarray, lesion_types: dict[int, str]) -> list[LesionInstance]:
-    """Instances from a 2D mask: each 8-connected component of each non-zero value is one lesion.
+# Formats whose stored values are not the values written (WebP may be lossy; we cannot tell cheaply).
+LOSSY_FORMATS = frozenset({"JPEG", "MPO", "JPEG2000", "WEBP"})
 
-    A mask holding only 0 and 255 (or 0 and 1) is binary; its lesions get type "lesion". Other
-    values are looked up in ``lesion_types`` (default ``f"label_{value}"``).
+
+@dataclass(frozen=True)
+class MaskLevels:
+    """A lesion mask reduced to one channel: ``values`` on a scale from 0 to ``full_scale``."""
+
+    values: np.ndarray  # (height, width) int64
+    full_scale: int     # 1 (bilevel), 255 (8-bit) or 65535 (16-bit)
+    lossy: bool         # stored in a lossy format (JPEG, ...): values carry compression noise
+    described: str      # e.g. "8-bit JPEG", "16-bit PNG", "RGB PNG"
+
+
+def mask_levels(image: Image.Image, stored_format: str, name: str) -> MaskLevels:
+    """One channel of a mask image as stored: bilevel, grey (8/16-bit), palette or colour.
+
+    Colour (and palette) masks are reduced to their brightest channel, weighted by opacity, so
+    red, white or any saturated colour on black (or on transparent) is foreground. A mask whose
+    colour is black everywhere but whose alpha varies is read from its alpha channel.
+    """
+    lossy = stored_format in LOSSY_FORMATS
+    kind = stored_format or "image"
+    mode = image.mode
+    if mode == "1":
+        return MaskLevels(np.asarray(image, dtype=np.int64), 1, lossy, f"bilevel {kind}")
+    if mode == "L":
+        return MaskLevels(np.asarray(image, dtype=np.int64), 255, lossy, f"8-bit {kind}")
+    if mode in _SIXTEEN_BIT_MODES or mode == "I":
+        values = np.asarray(image, dtype=np.int64)
+        if values.min(initial=0) < 0 or values.max(initial=0) > 65535:
+            raise ChexmixInputError(f"lesion mask of mode {mode} holds values outside 0..65535", name)
+        return MaskLevels(values, 65535, lossy, f"16-bit {kind}")
+    if mode in ("LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "LAB", "HSV"):
+        rgba = np.asarray(image.convert("RGBA"), dtype=np.int64)
+        colour, alpha = rgba[..., :3].max(axis=2), rgba[..., 3]
+        values = alpha if not colour.any() else (colour * alpha + 127) // 255
+        return MaskLevels(values, 255, lossy, f"{'palette' if mode.startswith('P') else mode} {kind}")
+    raise ChexmixInputError(f"lesion mask of mode {mode} is not supported; save it as 8- or 16-bit grey PNG", name)
+
+
+def _components(foreground: np.ndarray, lesion_type: str) -> list[LesionInstance]:
+    """One instance per 8-connected component of ``foreground``."""
+    components, count = ndimage.label(foreground, structure=np.ones((3, 3), dtype=bool))
+    return [LesionInstance(mask=components == k, lesion_type=lesion_type) for k in range(1, count + 1)]
+
+
+def binary_mask_instances(levels: MaskLevels, name: str, warn: Callable[[str], None]) -> list[LesionInstance]:
+    """Lesions of a mask without declared label values, all of type "lesion".
+
+    A losslessly stored mask of two values (0 and any other: 0/1, 0/255, 0/65535, ...) is binary
+    as it is. Anything else (JPEG noise, anti-aliased edges, a label mask nobody declared) is
+    binarised at half of its storage range (128 for 8-bit, 32768 for 16-bit), and a warning
+    naming the file says so.
+    """
+    distinct = np.unique(levels.values)
+    if not levels.lossy and distinct.size <= 2:
+        foreground = levels.values != 0
+    else:
+        threshold = levels.full_scale // 2 + 1
+        foreground = levels.values >= threshold
+        if distinct.size > 2:
+            why = "as JPEG-like compression leaves" if levels.lossy else "not a two-valued mask"
+            warn(f"{name}: {levels.described} lesion mask holds {distinct.size} distinct values ({why}); "
+                 f"no lesion_types.json declares label values, so it was binarised at {threshold} "
+                 f"(half of 0..{levels.full_scale})")
+    if foreground.mean() > 0.5:
+        warn(f"{name}: lesion mask marks {foreground.mean():.0%} of the image as lesion; is it inverted "
+             "(lesions must be the bright or non-zero value)?")
+    return _components(foreground, DEFAULT_LESION_TYPE)
+
+
+def label_mask_instances(labels: np.ndarray, lesion_types: dict[int, str], name: str,
+                         warn: Callable[[str], None]) -> list[LesionInstance]:
+    """Instances of a label mask: each 8-connected component of each non-zero value is one lesion.
+
+    Values are looked up in the declared ``lesion_types``. A mask of a single non-zero value
+    that is not declared is binary (type "lesion"); other undeclared values are kept as
+    ``label_{value}`` and a warning names them.
     """
     values = [int(v) for v in np.unique(labels) if v != 0]
-    binary = set(values) <= {1, 255}
+    if len(values) == 1 and values[0] not in lesion_types:
+        return _components(labels != 0, DEFAULT_LESION_TYPE)
+    undeclared = [v for v in values if v not in lesion_types]
+    if undeclared:
+        warn(f"{name}: lesion mask holds values {', '.join(map(str, undeclared[:5]))}"
+             f"{', ...' if len(undeclared) > 5 else ''} that lesion_types.json does not declare; "
+             "kept as types label_VALUE")
     instances = []
-    eight_connected = np.ones((3, 3), dtype=bool)
     for value in values:
-        components, count = ndimage.label(labels == value, structure=eight_connected)
-        lesion_type = (lesion_types.get(value, DEFAULT_LESION_TYPE) if binary
-                       else lesion_types.get(value, f"label_{value}"))
-        instances.extend(LesionInstance(mask=components == k, lesion_type=lesion_type)
-                         for k in range(1, count + 1))
+        instances.extend(_components(labels == value, lesion_types.get(value, f"label_{value}")))
     return instances
+
+
+def mask_is_lossy(path: str | Path) -> bool:
+    """Whether a mask file is stored in a lossy format (from its header)."""
+    try:
+        with Image.open(path) as image:
+            return (image.format or "").upper() in LOSSY_FORMATS
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise ChexmixInputError(f"cannot read lesion mask: {exc}", path) from None
+
+
+LOSSY_LABELS_REASON = ("lesion_types.json declares label values, but this mask is stored lossily (JPEG/WebP), "
+                       "which changes values; save label masks as PNG")
 
 
 def load_masked_image(image_path: str, mask_path: str, lesion_types: tuple[tuple[int, str], ...],
                       warn: Callable[[str], None]) -> tuple[np.ndarray, list[LesionInstance]]:
-    """``CXRCase.load`` for an image with a binary or label mask PNG of the same size."""
+    """``CXRCase.load`` for an image with a lesion mask of the same size (both read upright).
+
+    Without declared ``lesion_types`` the mask is binary (:func:`binary_mask_instances`); with
+    them it is a label mask (:func:`label_mask_instances`), which must be stored losslessly in
+    one channel (grey or palette indices).
+    """
     image = read_grey_image(image_path)
-    try:
-        with Image.open(mask_path) as mask_image:
-            labels = np.asarray(mask_image.convert("L") if mask_image.mode not in ("L", "P", "1", "I", "I;16")
-                                else mask_image)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise ChexmixInputError(f"cannot read lesion mask: {exc}", mask_path) from None
-    if labels.shape != image.shape:
+    name = Path(mask_path).name
+    mask_image, stored_format = open_upright(mask_path)
+    if (mask_image.width, mask_image.height) != (image.shape[1], image.shape[0]):
         raise ChexmixInputError(
-            f"lesion mask is {labels.shape[1]}x{labels.shape[0]} px but its image "
+            f"lesion mask is {mask_image.width}x{mask_image.height} px but its image "
             f"{Path(image_path).name} is {image.shape[1]}x{image.shape[0]} px", mask_path)
-    return image, label_mask_instances(np.asarray(labels).astype(np.int64), dict(lesion_types))
+    if not lesion_types:
+        return image, binary_mask_instances(mask_levels(mask_image, stored_format, mask_path), name, warn)
+    if stored_format in LOSSY_FORMATS:
+        raise ChexmixInputError(LOSSY_LABELS_REASON, mask_path)
+    if mask_image.mode not in ("1", "L", "P", "I", *_SIXTEEN_BIT_MODES):
+        raise ChexmixInputError(f"lesion_types.json declares label values, but this mask is {mask_image.mode}; "
+                                "label masks must be one channel (8/16-bit grey or palette indices)", mask_path)
+    labels = np.asarray(mask_image, dtype=np.int64)
+    return image, label_mask_instances(labels, dict(lesion_types), name, warn)
 
 
 # ----------------------------------------------------------------------------------- VIA ---

@@ -9,8 +9,13 @@
 
 ``cxr_folder`` layout: ``images/NAME.png|jpg|...`` and exactly one kind of annotation:
 
-* ``masks/NAME.png``: binary (0/255 or 0/1) or label mask of the image's size; each
-  8-connected component of each non-zero value is one lesion;
+* ``masks/NAME.png`` (or .jpg ...): a lesion mask of the image's size; each 8-connected
+  component is one lesion. Without ``lesion_types.json`` masks are binary: a two-valued
+  lossless mask (0/1, 0/255, 0/65535) as it is, anything else (JPEG, anti-aliased, RGB/RGBA
+  reduced to its brightest channel) binarised at half its storage range (128 or 32768) with a
+  warning naming the file. With ``lesion_types.json`` (``{"1": "ground_glass", ...}``) masks are
+  label masks, one lesion type per value; they must be lossless one-channel files (a JPEG
+  label mask is skipped, since compression changes the values);
 * ``via_region_data.json``: VIA polygons keyed by image file name (see :mod:`.annotations`);
 * ``annotations.json`` or ``instances_*.json`` (in the folder or in ``annotations/``): COCO
   polygons or RLE, ``file_name`` relative to ``images/``.
@@ -32,10 +37,12 @@ import datasets
 from ..errors import ChexmixInputError
 from .annotations import (
     IMAGE_SUFFIXES,
+    LOSSY_LABELS_REASON,
     Region,
     image_size,
     load_annotated_image,
     load_masked_image,
+    mask_is_lossy,
     read_coco,
     read_via,
 )
@@ -156,6 +163,9 @@ def _scan_masks(root: Path, images_dir: Path, mask_dir: Path, patients, lesion_t
         try:
             if image_size(images[name]) != image_size(masks[name]):
                 result.skipped.append(SkippedItem(str(masks[name]), "lesion mask size differs from its image's"))
+                continue
+            if lesion_types and mask_is_lossy(masks[name]):
+                result.skipped.append(SkippedItem(str(masks[name]), LOSSY_LABELS_REASON))
                 continue
         except ChexmixInputError as exc:
             result.skipped.append(SkippedItem(name, str(exc)))
