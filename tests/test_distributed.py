@@ -5,6 +5,7 @@ One local 2-CPU Ray instance serves the whole module (starting Ray takes seconds
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -148,3 +149,42 @@ def test_address_without_the_ray_engine_is_a_one_line_error(tmp_path, capsys):
     assert main(["build", "--config", "sample", "--address", "ray://head:10001", "--cache-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--engine ray" in err[0]
+
+
+# --- benchmark grids ---------------------------------------------------------------------------
+
+def test_bench_grid_on_ray_writes_the_same_results_as_a_local_grid(tmp_path, monkeypatch):
+    import torch
+
+    from benchmark.harness import BenchOptions, Cell, run_grid
+    from helpers import tiny_dataset_dict
+
+    data = tiny_dataset_dict()
+    cells = [Cell("Tiny discs", "tiny", "60/40", augment, data) for augment in (True, False)]
+    options = BenchOptions(epochs=1, image_size=64, batch_size=2, progress=False, device="cpu")
+    # A Ray task asking for one CPU runs torch on one thread; so does the local grid here, so that
+    # both sum floating-point numbers in the same order.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        local = run_grid(cells, ["unet"], options, tmp_path / "local")
+    finally:
+        torch.set_num_threads(threads)
+    on_ray = run_grid(cells, ["unet"], options, tmp_path / "ray", engine="ray")
+    assert len(on_ray["runs"]) == 2
+    assert on_ray["runs"] == local["runs"]
+    assert (tmp_path / "ray" / "results.md").read_text() == (tmp_path / "local" / "results.md").read_text()
+    layout = lambda root: sorted(p.relative_to(root).as_posix() for p in root.rglob("*"))
+    assert layout(tmp_path / "ray") == layout(tmp_path / "local")
+    assert len(list((tmp_path / "ray").rglob("checkpoint_epoch_001.pt"))) == 2
+
+    # Resume after a failure: the second run never finished (no checkpoint); `--weights last`
+    # trains only that one again, and the grid's results are those of the uninterrupted grid.
+    finished, unfinished = sorted((tmp_path / "ray").rglob("checkpoint_epoch_001.pt"))
+    finished_stamp = finished.stat().st_mtime_ns
+    unfinished.unlink()
+    resumed = run_grid(cells, ["unet"], dataclasses.replace(options, weights="last"), tmp_path / "ray", engine="ray")
+    assert finished.stat().st_mtime_ns == finished_stamp, "a finished run is not trained again"
+    assert unfinished.is_file()
+    scores = lambda grid: [{k: v for k, v in run.items() if k != "weights"} for run in grid["runs"]]
+    assert scores(resumed) == scores(local)
