@@ -40,11 +40,11 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     """``--engine local|ray`` and ``--address``: where the work runs (see :mod:`..distributed`)."""
     group = parser.add_argument_group("engine")
     group.add_argument("--engine", choices=("local", "ray"), default="local",
-                       help="local: this machine (default); ray: one Ray task per item on a Ray cluster "
-                            "(pip install 'chexmix[distributed]')")
+                       help="local: this machine; ray: one Ray task per item or run on a Ray cluster "
+                            "(pip install 'chexmix[distributed]'; default: %(default)s)")
     group.add_argument("--address", default=None, metavar="ADDR",
-                       help="Ray cluster to use (e.g. ray://HEAD:10001); default: start a local Ray instance "
-                            "with --num-proc CPUs (all when not given)")
+                       help="Ray cluster to use, e.g. ray://HEAD:10001 (default: start a local Ray instance "
+                            "on 127.0.0.1 with all CPUs, or --num-proc of them where the command has it)")
 
 
 def builder_from_args(args: argparse.Namespace) -> CheXMix:
