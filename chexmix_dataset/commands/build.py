@@ -16,8 +16,8 @@ from typing import Mapping
 import datasets
 
 from ..builder import image_id_for
-from ..errors import ChexmixInputError
 from ..composition import describe_composition, split_composition
+from ..errors import ChexmixInputError
 from ..sources.download import download_records, format_record
 from ..splits import SplitPlan
 from .dataset_args import add_dataset_arguments, add_engine_arguments, builder_from_args
