@@ -19,6 +19,10 @@ Failures:
 - a worker process that dies (killed, out of memory, lost node) is retried by Ray up to
   ``max_retries`` times; any other exception in a task stops the build and nothing is written.
 
+Ray tasks rather than a Ray Data pipeline: the rows must come back in plan order with a
+per-item skip, which plain tasks give directly (Ray Data reorders blocks unless told otherwise,
+and needs pandas); each item is seconds of work, so per-task overhead (milliseconds) is nothing.
+
 On a multi-node cluster every worker must see the planned files at the same paths (a shared
 file system): the driver sends paths, not voxels.
 

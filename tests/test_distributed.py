@@ -188,3 +188,12 @@ def test_bench_grid_on_ray_writes_the_same_results_as_a_local_grid(tmp_path, mon
     assert unfinished.is_file()
     scores = lambda grid: [{k: v for k, v in run.items() if k != "weights"} for run in grid["runs"]]
     assert scores(resumed) == scores(local)
+
+
+def test_bench_address_without_the_ray_engine_is_a_one_line_error(tmp_path, capsys):
+    argv = ["bench", "--config", "sample", "--models", "unet", "--image-size", "64", "--epochs", "1",
+            "--address", "ray://head:10001", "--out", str(tmp_path / "out")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--engine ray" in err[0]
+    assert not (tmp_path / "out").exists()
