@@ -60,6 +60,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "CXRs replaced by CT projections, e.g. ct-fraction=0,0.5,0.833,1 (default: no sweep)")
     parser.add_argument("--out", type=Path, required=True,
                         help="folder for results, figures and checkpoints (required)")
+    from chexmix_dataset.commands.dataset_args import add_engine_arguments
+
+    add_engine_arguments(parser)  # --engine ray: one Ray task per run (benchmark.ray_grid)
 
 
 def parse_sweep(sweep: str) -> list[float]:
@@ -166,7 +169,10 @@ def run(args: argparse.Namespace) -> int:
                            seeds=args.seeds, weights=args.weights, device=args.device, workers=args.workers)
     plan = plan_cells(args)
     initial = check_options(options, models, args.out)  # before the (slow) data loading
-    results = run_grid(make_cells(plan, args.data_dir), models, options, args.out, initial=initial)
+    if args.address and args.engine != "ray":
+        raise ChexmixInputError("--address names a Ray cluster: use it with --engine ray")
+    results = run_grid(make_cells(plan, args.data_dir), models, options, args.out, initial=initial,
+                       engine=args.engine, address=args.address)
     print((args.out / "results.md").read_text())
     print(f"wrote {args.out / 'results.json'}, {args.out / 'results.md'} and {args.out / 'figures'} "
           f"({len(results['runs'])} runs)")

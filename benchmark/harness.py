@@ -333,11 +333,12 @@ def describe_plan(cells: list[Cell], models: list[str], options: BenchOptions, d
 
 
 def run_grid(cells: list[Cell], models: list[str], options: BenchOptions, out_dir: str | Path, *,
-             initial: InitialWeights | None = None) -> dict:
+             initial: InitialWeights | None = None, engine: str = "local", address: str | None = None) -> dict:
     """Train and score ``models`` on every cell and seed; writes results and figures to ``out_dir``.
 
     ``initial`` is what :func:`check_options` returned for these options, if the caller checked
-    them already. Returns the content of results.json.
+    them already. ``engine`` "ray" runs each (cell, model, seed) as a Ray task on the cluster at
+    ``address`` (None: a local instance; see :mod:`.ray_grid`). Returns the content of results.json.
     """
     from .report import write_outputs  # matplotlib only once there is something to draw
 
@@ -351,10 +352,15 @@ def run_grid(cells: list[Cell], models: list[str], options: BenchOptions, out_di
         print(describe_plan(cells, models, options, device, initial, out_dir), flush=True)
     if options.weights != "last":
         write_json(out_dir / "runs" / "init.json", {"weights": initial.name})
-    outcomes: list[tuple[Cell, RunOutcome]] = []
     plan = [(cell, spec, seed) for cell in cells for spec in models for seed in range(options.seeds)]
-    for cell, spec, seed in tqdm(plan, desc="runs", disable=not options.progress):
-        outcomes.append((cell, run_one(cell, spec, seed, options, out_dir, device, initial)))
+    if engine == "ray":
+        from .ray_grid import run_plan_on_ray
+
+        runs = run_plan_on_ray(plan, options, out_dir, initial, address)
+    else:
+        runs = [run_one(cell, spec, seed, options, out_dir, device, initial)
+                for cell, spec, seed in tqdm(plan, desc="runs", disable=not options.progress)]
+    outcomes: list[tuple[Cell, RunOutcome]] = [(cell, outcome) for (cell, _, _), outcome in zip(plan, runs)]
     return write_outputs(out_dir, outcomes, options={**asdict(options), "initial_weights": initial.name})
 
 

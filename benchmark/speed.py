@@ -4,6 +4,7 @@
     python -m benchmark.speed build       # per-volume build vs nibabel load; num_proc 2 vs 1
     python -m benchmark.speed train       # harness images/s vs in-memory tensors (ceiling)
     python -m benchmark.speed drr         # cone beam vs DiffDRR (pip install diffdrr): NCC, time ratio
+    python -m benchmark.speed ray         # the same build locally and as Ray tasks (docs/scaling.md)
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ BENCHMARKS = {
     "build": "benchmark.speed_build",
     "train": "benchmark.speed_train",
     "drr": "benchmark.speed_drr",
+    "ray": "benchmark.speed_ray",
 }
 
 

@@ -1,25 +1,43 @@
-"""``chexmix build --config C``: build a config and print a per-split summary."""
+"""``chexmix build --config C``: build a config and print a per-split summary.
+
+``--out DIR`` also writes the rows in the Hub layout ``chexmix publish --local-dir`` writes
+(``datasets.load_dataset(DIR, C)`` reads it). ``--engine ray --out DIR`` projects the items as
+Ray tasks (:mod:`chexmix_dataset.distributed`) and writes the same rows into DIR.
+"""
 
 from __future__ import annotations
 
 import argparse
+import tempfile
 from collections import Counter
+from pathlib import Path
+from typing import Mapping
 
 import datasets
 
 from ..builder import image_id_for
 from ..composition import describe_composition, split_composition
+from ..errors import ChexmixInputError
 from ..sources.download import download_records, format_record
 from ..splits import SplitPlan
-from .dataset_args import add_dataset_arguments, builder_from_args
+from .dataset_args import add_dataset_arguments, add_engine_arguments, builder_from_args
+
+NOT_LOADED = "could not be loaded (see the warning above)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_dataset_arguments(parser)
+    add_engine_arguments(parser)
+    parser.add_argument("--out", type=Path, default=None, metavar="DIR",
+                        help="also write the rows as Hub-layout Parquet into DIR (atomically; required with "
+                             "--engine ray)")
 
 
-def summarise(dataset: datasets.DatasetDict, plan: SplitPlan) -> str:
-    """Images, lesions, patients and sources per split; skipped items and why."""
+def summarise(dataset: datasets.DatasetDict, plan: SplitPlan, reasons: Mapping[str, str] | None = None) -> str:
+    """Images, lesions, patients and sources per split; skipped items and why.
+
+    ``reasons``: image id -> why a planned item was not produced, where the build recorded it.
+    """
     lines = []
     skipped = [f"skipped {item.item}: {item.reason}" for item in plan.skipped]
     planned = {"train": plan.train, "test": plan.test}
@@ -33,7 +51,7 @@ def summarise(dataset: datasets.DatasetDict, plan: SplitPlan) -> str:
         )
         lines.append(f"{'':>7}{describe_composition(split_composition(rows))}")
         produced = set(columns["image_id"])
-        skipped += [f"skipped {image_id_for(item)}: could not be loaded (see the warning above)"
+        skipped += [f"skipped {image_id_for(item)}: {(reasons or {}).get(image_id_for(item), NOT_LOADED)}"
                     for item in planned.get(split, []) if image_id_for(item) not in produced]
     lines += skipped
     lines += source_table(dataset, plan)
@@ -67,10 +85,24 @@ def source_table(dataset: datasets.DatasetDict, plan: SplitPlan) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..atomic import check_replaceable
+    from ..publish import EXPORT_NAMES, read_dataset_card, write_hub_tree
+
+    if args.engine == "ray" and args.out is None:
+        raise ChexmixInputError("--engine ray writes its rows to --out DIR: give --out")
+    if args.address and args.engine != "ray":
+        raise ChexmixInputError("--address names a Ray cluster: use it with --engine ray")
+    if args.out is not None:
+        check_replaceable(args.out, EXPORT_NAMES)  # before the slow build
     builder = builder_from_args(args)
+    if args.engine == "ray":
+        return _run_on_ray(args, builder)
     builder.download_and_prepare(num_proc=args.num_proc)
     dataset = builder.as_dataset()
     print(f"CheXMix {args.config} (split {args.split}, seed {args.seed}) in {builder.cache_dir}")
+    if args.out is not None:
+        write_hub_tree({args.config: dataset}, args.out, read_dataset_card())
+        print(f"wrote {args.out}")
     # Planning again only reads metadata: the download manager download_and_prepare made reuses
     # the recorded downloads without the network, so the summary is the same whether the rows
     # were just generated or reused from the cache.
@@ -78,4 +110,19 @@ def run(args: argparse.Namespace) -> int:
     for record in download_records(builder):
         print(format_record(record))
     print(summarise(dataset, plan))
+    return 0
+
+
+def _run_on_ray(args: argparse.Namespace, builder) -> int:
+    from ..distributed import build_with_ray
+
+    result = build_with_ray(builder, args.out, address=args.address, num_cpus=args.num_proc)
+    print(f"CheXMix {args.config} (split {args.split}, seed {args.seed}) built on Ray into {result.out_dir}")
+    for record in download_records(builder):
+        print(format_record(record))
+    # Read back what was written, so that the summary describes the output folder itself.
+    with tempfile.TemporaryDirectory(prefix="chexmix-build-") as cache:
+        dataset = datasets.load_dataset(str(result.out_dir), args.config, cache_dir=cache)
+        print(summarise(dataset, result.plan, result.skipped))
+        del dataset  # its Arrow files live in `cache`
     return 0

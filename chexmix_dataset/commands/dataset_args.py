@@ -36,6 +36,17 @@ def add_dataset_arguments(parser: argparse.ArgumentParser, config_required: bool
                             "(default: $CHEXMIX_MIRROR; '' for none)")
 
 
+def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--engine local|ray`` and ``--address``: where the work runs (see :mod:`..distributed`)."""
+    group = parser.add_argument_group("engine")
+    group.add_argument("--engine", choices=("local", "ray"), default="local",
+                       help="local: this machine; ray: one Ray task per item or run on a Ray cluster "
+                            "(pip install 'chexmix[distributed]'; default: %(default)s)")
+    group.add_argument("--address", default=None, metavar="ADDR",
+                       help="Ray cluster to use, e.g. ray://HEAD:10001 (default: start a local Ray instance "
+                            "on 127.0.0.1 with all CPUs, or --num-proc of them where the command has it)")
+
+
 def builder_from_args(args: argparse.Namespace) -> CheXMix:
     """The configured builder the arguments describe (nothing is built yet)."""
     changed = {key: value for key, value in (("mode", args.mode), ("size_px", args.size), ("device", args.device))
