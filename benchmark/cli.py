@@ -43,8 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"comma-separated NAME[:VARIANT], e.g. mask_rcnn:resnet50,unet "
                              f"(default: {DEFAULT_MODELS})")
     parser.add_argument("--weights", default="none",
-                        help="imagenet, coco, none, last (resume the runs in --out) or PATH of a checkpoint "
-                             "(default: %(default)s)")
+                        help="imagenet, coco, none, last (resume the runs in --out), PATH of a checkpoint "
+                             "(last.pt/best.pt), a model folder (a run's model/) or hub:ORG/NAME (default: %(default)s)")
     parser.add_argument("--epochs", type=int, default=30, help="training epochs per run (default: %(default)s)")
     parser.add_argument("--seeds", type=int, default=1,
                         help="train each model with seeds 0..K-1 (default: %(default)s)")

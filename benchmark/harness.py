@@ -36,7 +36,7 @@ from tqdm import tqdm
 
 from baselines import LesionModel, build_model
 from baselines.base import WEIGHT_CHOICES
-from chexmix_dataset.atomic import write_json
+from chexmix_dataset.atomic import check_replaceable, write_json
 from chexmix_dataset.composition import split_composition
 from chexmix_dataset.errors import ChexmixInputError
 
@@ -44,10 +44,15 @@ from .checkpoints import (BEST, LAST, check_settings, checkpoint_state, estimate
                           read_checkpoint, write_checkpoint)
 from .data import LesionDataset, default_workers, make_loader
 from .evaluate import evaluate_split
+from .model_files import is_model_reference, model_checkpoint
 from .run_export import write_run_model
 from .train import load_scaler_state, make_scaler, make_scheduler, resolve_device, train_one_epoch
 from .validation import (DEFAULT_THRESHOLD, MIN_TRAIN_IMAGES, THRESHOLDS, VALIDATION_FRACTION, TrainValidation,
                          best_threshold, split_validation, validation_ious)
+
+
+#: what a benchmark writes at the top of --out (see the module docstring).
+BENCH_OUTPUTS = ("runs", "results.json", "results.md", "figures")
 
 
 @dataclass(frozen=True)
@@ -122,6 +127,8 @@ def check_cells(cells: list[Cell]) -> None:
 
 def check_options(options: BenchOptions, models: list[str], out_dir: Path) -> InitialWeights:
     """Validate everything before any data is loaded or output written; returns the initial weights."""
+    # --out holds a benchmark's own outputs (resumed with --weights last) or nothing else.
+    check_replaceable(out_dir, BENCH_OUTPUTS)
     for name, value in (("--epochs", options.epochs), ("--seeds", options.seeds), ("--batch-size", options.batch_size)):
         if value < 1:
             raise ChexmixInputError(f"{name} must be at least 1, got {value}")
@@ -146,6 +153,9 @@ def initial_weights(weights: str, out_dir: Path) -> InitialWeights:
     if weights in WEIGHT_CHOICES:
         return InitialWeights(weights)
     if weights != "last":
+        if is_model_reference(weights):  # a model folder or hub:ORG/NAME (benchmark.model_files)
+            name = weights if weights.startswith("hub:") else str(Path(weights).absolute())
+            return InitialWeights(name, model_checkpoint(weights))
         path = Path(weights).absolute()
         return InitialWeights(str(path), read_checkpoint(path))
     record_path = out_dir / "runs" / "init.json"
@@ -162,6 +172,8 @@ def initial_weights(weights: str, out_dir: Path) -> InitialWeights:
                                 record_path) from None
     if recorded in WEIGHT_CHOICES:
         return InitialWeights(recorded)
+    if recorded.startswith("hub:") or Path(recorded).is_dir():
+        return InitialWeights(recorded, model_checkpoint(recorded))
     if not Path(recorded).is_file():
         raise ChexmixInputError(f"the runs to resume started from checkpoint {recorded}, which no longer exists; "
                                 "put it back or start again with another --weights", record_path)

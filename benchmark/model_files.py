@@ -118,3 +118,22 @@ def load_model(weights: str) -> tuple[LesionModel, dict]:
                                 folder / WEIGHTS_FILE) from None
     model.threshold = float(config["threshold"])
     return model.eval(), config
+
+
+def is_model_reference(weights: str) -> bool:
+    """Whether ``--weights`` names model files (hub:ORG/NAME, a model folder or its safetensors)."""
+    path = Path(weights)
+    return weights.startswith(HUB_PREFIX) or path.is_dir() or path.name == WEIGHTS_FILE
+
+
+def model_checkpoint(weights: str) -> dict:
+    """Model files as the initial-weights checkpoint the benchmark harness starts runs from."""
+    folder = resolve_model_folder(weights)
+    config = read_model_config(folder)
+    try:
+        state = load_file(str(folder / WEIGHTS_FILE))
+    except Exception as exc:  # noqa: BLE001 - safetensors raises several types for bad files
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ChexmixInputError(f"cannot read model weights: {detail}", folder / WEIGHTS_FILE) from None
+    return {"architecture": config["architecture"], "init_weights": config["init_weights"], "model": state}
+

@@ -438,3 +438,15 @@ def test_ct_fraction_sweep_on_the_sample_draws_the_replacement_curve(tmp_path, m
     assert "CT fraction 1 vs CT fraction 0 (60/40, aug y, unet): ΔIoU" in printed
     with Image.open(out / "figures" / "replacement_curve.png") as figure:
         assert figure.format == "PNG" and figure.width > 300
+
+
+@pytest.mark.parametrize("out", ["foreign", "."])
+def test_bench_out_is_refused_when_it_is_not_a_benchmark_folder(tmp_path, capsys, monkeypatch, out) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "foreign").mkdir()
+    (tmp_path / "foreign" / "thesis.tex").write_text("mine")
+    code = main(["bench", "--config", "sample", "--image-size", "64", "--epochs", "1", "--out", out])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert (tmp_path / "foreign" / "thesis.tex").read_text() == "mine"
+    assert not (tmp_path / "foreign" / "runs").exists() and not (tmp_path / "runs").exists()

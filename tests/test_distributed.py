@@ -176,11 +176,11 @@ def test_bench_grid_on_ray_writes_the_same_results_as_a_local_grid(tmp_path, mon
     assert (tmp_path / "ray" / "results.md").read_text() == (tmp_path / "local" / "results.md").read_text()
     layout = lambda root: sorted(p.relative_to(root).as_posix() for p in root.rglob("*"))
     assert layout(tmp_path / "ray") == layout(tmp_path / "local")
-    assert len(list((tmp_path / "ray").rglob("checkpoint_epoch_001.pt"))) == 2
+    assert len(list((tmp_path / "ray").rglob("last.pt"))) == 2
 
     # Resume after a failure: the second run never finished (no checkpoint); `--weights last`
     # trains only that one again, and the grid's results are those of the uninterrupted grid.
-    finished, unfinished = sorted((tmp_path / "ray").rglob("checkpoint_epoch_001.pt"))
+    finished, unfinished = sorted((tmp_path / "ray").rglob("last.pt"))
     finished_stamp = finished.stat().st_mtime_ns
     unfinished.unlink()
     resumed = run_grid(cells, ["unet"], dataclasses.replace(options, weights="last"), tmp_path / "ray", engine="ray")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from benchmark import cli as bench_cli
@@ -180,3 +181,19 @@ def test_publish_model_pushes_one_commit(run_dir, capsys, monkeypatch):
     assert main(["publish-model", str(run_dir), "--repo-id", "chexmix-test/unet-sample"]) == 0
     assert "4 file(s) in one commit" in capsys.readouterr().out
     assert len(hub.commits) == 1
+
+
+def test_bench_starts_from_a_model_folder_or_a_hub_model(run_dir, tmp_path, monkeypatch):
+    import huggingface_hub
+
+    from benchmark.harness import initial_weights
+    from benchmark.model_files import load_model
+
+    model, _ = load_model(str(run_dir / "model"))
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda repo_id, **_: str(run_dir / "model"))
+    for weights in (str(run_dir / "model"), "hub:chexmix-test/unet-sample"):
+        initial = initial_weights(weights, tmp_path)
+        assert initial.checkpoint["architecture"] == model.architecture
+        assert initial.structure == "none"
+        for name, tensor in model.state_dict().items():
+            assert torch.equal(initial.checkpoint["model"][name], tensor.cpu())
