@@ -10,6 +10,7 @@ Layout of ``out_dir``::
     results.json  results.md  figures/*.png
     runs/init.json                                   initial weights of the whole grid (name or checkpoint path)
     runs/<cell>/<model>/seed<k>/last.pt, best.pt        see benchmark.checkpoints
+    runs/<cell>/<model>/seed<k>/model/                  the scored model for predict (benchmark.run_export)
 
 Seeds vary the model initialisation, the batch order and the augmentation; the split stays the
 one the cell was built with, so every model and seed is scored on the same test images. Each
@@ -335,10 +336,11 @@ def describe_plan(cells: list[Cell], models: list[str], options: BenchOptions, d
         with torch.device("meta"):  # sizes only: no memory, no initialisation
             last_mb, best_mb = estimated_sizes_mb(build_model(spec, image_size=options.image_size,
                                                               weights=initial.structure, download=False))
-        total += (last_mb + best_mb) * len(cells) * options.seeds
+        # model/model.safetensors holds the scored weights once more, at about best.pt's size.
+        total += (last_mb + 2 * best_mb) * len(cells) * options.seeds
         lines.append(f"checkpoints of {spec}: last.pt about {last_mb:,.0f} MB (with optimizer state) + "
-                     f"best.pt about {best_mb:,.0f} MB per run")
-    lines.append(f"about {total / 1000:,.2f} GB of checkpoints in all under {out_dir / 'runs'}")
+                     f"best.pt and model/model.safetensors about {best_mb:,.0f} MB each, per run")
+    lines.append(f"about {total / 1000:,.2f} GB of checkpoints and model files in all under {out_dir / 'runs'}")
     for cell in cells:
         lines.append(f"  cell {cell.slug}: {len(cell.dataset['train'])} training, {len(cell.dataset['test'])} test images")
     return "\n".join(lines)

@@ -143,8 +143,9 @@ def test_plan_states_checkpoint_sizes_that_match_the_files_written(tmp_path, cap
     assert printed.startswith("plan: 1 cell(s) x 1 model(s) x 1 seed(s) = 1 run(s); 1 epoch(s) each at 64 px, "
                               "batch 2, on cpu")
     last_mb, best_mb = estimated_sizes_mb(build_model("unet", image_size=64, weights="none"))
-    assert f"checkpoints of unet: last.pt about {last_mb:,.0f} MB (with optimizer state) + best.pt about " \
-           f"{best_mb:,.0f} MB per run" in printed
+    assert f"checkpoints of unet: last.pt about {last_mb:,.0f} MB (with optimizer state) + best.pt and " \
+           f"model/model.safetensors about {best_mb:,.0f} MB each, per run" in printed
     run_dir = tmp_path / "runs" / "custom-custom-aug" / "unet" / "seed0"
     assert (run_dir / "last.pt").stat().st_size / 1e6 == pytest.approx(last_mb, rel=0.02)
     assert (run_dir / "best.pt").stat().st_size / 1e6 == pytest.approx(best_mb, rel=0.02)
+    assert (run_dir / "model" / "model.safetensors").stat().st_size / 1e6 == pytest.approx(best_mb, rel=0.02)
