@@ -79,6 +79,10 @@ def summarize(runs: list[dict]) -> list[dict]:
             row[f"{metric}_std_images"] = scores[f"{metric}_std"]
             row[f"{metric}_seeds"] = [r[f"{metric}_mean"] for r in group]
             row[f"{metric}_mean_seeds"], row[f"{metric}_std_seeds"] = seed_spread(row[f"{metric}_seeds"])
+        row["train_composition"] = first.get("train_composition")
+        row["thresholds"] = [r.get("threshold") for r in group]
+        row["threshold_kind"] = first.get("threshold_kind")
+        row["threshold_rule"] = first.get("threshold_rule")
         row["ap"] = _mean_or_none([r["ap"] for r in group])
         row["ap50"] = _mean_or_none([r["ap50"] for r in group])
         rows.append(row)
@@ -164,6 +168,17 @@ def comparison_line(comparison: dict) -> str:
     return f"{title}: ΔIoU {difference}, Wilcoxon p={p_text} ({comparison['patients']} patients)"
 
 
+def training_line(row: dict) -> str:
+    """What one table row trained on and the threshold its runs used, in one line."""
+    from chexmix_dataset.composition import describe_composition
+
+    composition = row.get("train_composition")
+    data = describe_composition(composition) if composition else f"{row['train_images']} images"
+    thresholds = ", ".join(_number(t) for t in row.get("thresholds") or [] if t is not None) or "n/a"
+    return (f"{_row_name(row)} ({_setting(row)}, {row['model']}): {data}; threshold {thresholds} "
+            f"({row.get('threshold_kind') or 'n/a'}; {row.get('threshold_rule') or 'n/a'})")
+
+
 def results_markdown(summary: list[dict], versions: dict[str, str], comparisons: list[dict] | None = None) -> str:
     """The paper-style table with intervals, seed spreads, paired comparisons and how each number was computed."""
     several_seeds = any(row["seeds"] > 1 for row in summary)
@@ -202,14 +217,18 @@ def results_markdown(summary: list[dict], versions: dict[str, str], comparisons:
     if comparisons:
         lines += ["", "## Paired comparisons (same test images, A minus B)", ""]
         lines += [f"- {comparison_line(c)}" for c in comparisons]
+    lines += ["", "## What each row trained on", ""]
+    lines += [f"- {training_line(row)}" for row in summary]
     epochs = sorted({row["epochs"] for row in summary})
     lines += [
         "",
         "## How the numbers were computed",
         "",
-        "IoU and Dice: per test image, predicted lesion area (Mask R-CNN instances above the score "
-        "threshold; U-Net probability > 0.5) against the union of ground-truth lesions at the image's own size, "
-        "then the mean over test images. With several seeds each image's score is first averaged over seeds.",
+        "IoU and Dice: per test image, predicted lesion area (Mask R-CNN instances scoring at least the "
+        "run's threshold; U-Net probability above the run's threshold; each threshold chosen on a "
+        "patient-level validation part of the training split, see above) against the union of ground-truth "
+        "lesions at the image's own size, then the mean over test images. With several seeds each image's "
+        "score is first averaged over seeds.",
         "",
         "[95% CI]: uncertainty from the choice of test images, a percentile bootstrap "
         f"({DEFAULT_RESAMPLES} resamples) that resamples test *patients* (patient_id) with all their images, "
