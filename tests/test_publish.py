@@ -21,6 +21,7 @@ from huggingface_hub.errors import HfHubHTTPError
 from huggingface_hub.hf_api import CommitInfo, RepoFile, RepoFolder
 from PIL import Image
 
+from chexmix_dataset.licences import LICENCE_SECTION_TITLE
 from chexmix_dataset import cli
 from chexmix_dataset import publish as publish_mod
 from chexmix_dataset.errors import ChexmixInputError
@@ -252,7 +253,7 @@ def test_readme_metadata_is_a_valid_dataset_card(tmp_path):
         assert data.get(field) == original.data.get(field)
     # The body is the card's, with the generated licence section (from the rows published) added.
     assert card.text.startswith(original.text.rstrip("\n"))
-    assert card.text[len(original.text.rstrip("\n")):].lstrip("\n").startswith(publish_mod.LICENCE_SECTION_TITLE)
+    assert card.text[len(original.text.rstrip("\n")):].lstrip("\n").startswith(LICENCE_SECTION_TITLE)
     assert "| CC0-1.0 | test/discs | 15 |" in card.text  # tiny configs: 6 + 4 + 3 + 2 rows
     DatasetCardData(**data.to_dict())  # the Hub's card model accepts every field
 

@@ -12,6 +12,7 @@ import pytest
 from huggingface_hub import DatasetCard
 
 import public_layouts_more as more
+from chexmix_dataset.licences import LICENCE_SECTION_TITLE
 from chexmix_dataset import publish as publish_mod
 from chexmix_dataset.builder import make_builder
 from chexmix_dataset.errors import ChexmixInputError
@@ -78,7 +79,7 @@ def test_publish_refuses_a_mix_with_a_no_derivatives_source_unless_included(tmp_
     assert sum(published.values()) == sum(len(split) for split in nd_mix.values())
     card = DatasetCard((out / "README.md").read_text(encoding="utf-8"))
     # The licence section lists exactly the published (licence, origin) pairs with their row counts.
-    section = card.text[card.text.index(publish_mod.LICENCE_SECTION_TITLE):]
+    section = card.text[card.text.index(LICENCE_SECTION_TITLE):]
     table = [line for line in section.splitlines() if line.startswith("| ") and not line.startswith("| licence")]
     listed = Counter({(cells[0], cells[1]): int(cells[2])
                       for cells in ([c.strip() for c in line.strip("|").split("|")] for line in table)})
@@ -96,10 +97,10 @@ def test_unrestricted_rows_publish_without_options_and_section_replaces_an_old_o
     code, _, err = run_cli(capsys, "--configs", "sample", "--local-dir", str(tmp_path / "export"))
     assert code == 0, err
     readme = (tmp_path / "export" / "README.md").read_text(encoding="utf-8")
-    assert readme.count(publish_mod.LICENCE_SECTION_TITLE) == 1 and "| CC0-1.0 | test/discs | 5 |  |" in readme
+    assert readme.count(LICENCE_SECTION_TITLE) == 1 and "| CC0-1.0 | test/discs | 5 |  |" in readme
     # Rendering a card that already holds a generated section replaces it instead of adding another.
     again = publish_mod.render_card(readme, {}, "sample", {("CC-BY-4.0", "x"): 2})
-    assert again.count(publish_mod.LICENCE_SECTION_TITLE) == 1 and "| CC-BY-4.0 | x | 2 |" in again
+    assert again.count(LICENCE_SECTION_TITLE) == 1 and "| CC-BY-4.0 | x | 2 |" in again
     assert "CC0-1.0 | test/discs" not in again
 
 
