@@ -162,6 +162,18 @@ def no_env_mirror(monkeypatch):
     monkeypatch.delenv("CHEXMIX_MIRROR", raising=False)
 
 
+@pytest.fixture(autouse=True)
+def online_to_loopback(monkeypatch):
+    """CI runs offline (HF_HUB_OFFLINE=1, .ci/run); these tests reach only the 127.0.0.1 server."""
+    import huggingface_hub.constants
+
+    for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
+        monkeypatch.delenv(name, raising=False)
+        if hasattr(datasets.config, name):
+            monkeypatch.setattr(datasets.config, name, False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+
+
 def build(capsys, *args: str) -> tuple[int, str, str]:
     code = main(["build", *args, "--size", "64"])
     captured = capsys.readouterr()
