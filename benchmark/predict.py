@@ -36,7 +36,7 @@ from chexmix_dataset.errors import ChexmixInputError
 from chexmix_dataset.lesions import LesionInstance, coco_object
 from chexmix_dataset.overlay import draw_overlay
 from chexmix_dataset.radiographs import DICOM_SUFFIXES, Radiograph, read_radiograph
-from chexmix_dataset.sources.annotations import IMAGE_SUFFIXES
+from chexmix_dataset.images import IMAGE_SUFFIXES
 
 from .model_files import load_model
 from .train import resolve_device

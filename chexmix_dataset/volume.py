@@ -27,25 +27,24 @@ What the grey values of a slice folder mean:
 
 from __future__ import annotations
 
-import gzip
 import logging
 import math
 import os
 import re
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, NamedTuple
 
 import nibabel as nib
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import UnidentifiedImageError
 
 from .errors import ChexmixInputError
+from .images import SIXTEEN_BIT_MODES, open_upright
+from .nifti import is_nifti, read_nifti_stored
 
 logger = logging.getLogger(__name__)
 
-NIFTI_SUFFIXES = (".nii", ".nii.gz")
 SLICE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 AFFINE_TOLERANCE_MM = 1e-3
 SLICE_ORDERS = ("inferior-first", "superior-first")
@@ -94,10 +93,6 @@ def _natural_key(name: str) -> list[object]:
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
 
 
-def is_nifti(path: str | os.PathLike) -> bool:
-    return str(path).lower().endswith(NIFTI_SUFFIXES)
-
-
 def slice_files(folder: str | os.PathLike) -> list[Path]:
     """Image files of a slice folder, in natural file-name order."""
     folder = Path(folder)
@@ -109,82 +104,6 @@ def slice_files(folder: str | os.PathLike) -> list[Path]:
     return sorted(files, key=lambda p: _natural_key(p.name))
 
 
-def _check_finite(array: np.ndarray, path: str | os.PathLike, what: str) -> None:
-    if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
-        bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
-        raise ChexmixInputError(f"{what} has {bad} NaN or infinite voxels", path)
-
-
-def read_nifti(path: str | os.PathLike, what: str = "volume") -> tuple[np.ndarray, np.ndarray]:
-    """Read a 3D NIfTI file as (array in stored order, stored affine), with clean errors.
-
-    The array keeps the file's own dtype (int16 CTs stay int16) unless the header asks for
-    scaling, in which case nibabel's scaled floating-point values are returned (fine for
-    masks; CTs use :func:`read_nifti_stored`).
-    """
-    data, affine, slope, intercept = read_nifti_stored(path, what)
-    if (slope, intercept) != (1.0, 0.0):
-        data = data * slope + intercept  # nibabel's own order of operations, in float64
-    return data, affine
-
-
-_READ_CHUNK_BYTES = 1 << 20
-
-
-def _read_gzip_array(path: Path, proxy) -> np.ndarray:
-    """The stored array of a .nii.gz, decompressed straight into its final buffer.
-
-    nibabel's gzip read holds the decompressed bytes twice at its peak; reading 1 MiB at a time
-    into the array keeps the peak at the volume's size.
-    """
-    dtype, shape = np.dtype(proxy.dtype), tuple(proxy.shape)
-    out = np.empty(int(np.prod(shape, dtype=np.int64)), dtype=dtype.newbyteorder("="))
-    buffer = memoryview(out.view(np.uint8))
-    with gzip.open(path, "rb") as handle:
-        handle.seek(int(proxy.offset))
-        done = 0
-        while done < len(buffer):
-            count = handle.readinto(buffer[done: done + _READ_CHUNK_BYTES])
-            if not count:
-                raise EOFError(f"expected {len(buffer)} bytes of voxels, got {done}")
-            done += count
-    if not dtype.isnative:
-        out.byteswap(inplace=True)
-    return out.reshape(shape, order=proxy.order)
-
-
-def read_nifti_stored(path: str | os.PathLike, what: str = "volume"
-                      ) -> tuple[np.ndarray, np.ndarray, float, float]:
-    """Read a 3D NIfTI file as (stored array, stored affine, scl_slope, scl_inter).
-
-    The array holds the integers the file stores; ``value = stored * slope + intercept``
-    (slope 1 and intercept 0 when the header asks for no scaling).
-    """
-    path = Path(path)
-    if not path.exists():
-        raise ChexmixInputError(f"{what} file does not exist", path)
-    try:
-        image = nib.load(str(path))
-        proxy = image.dataobj
-        if isinstance(proxy, np.ndarray):
-            data, slope, intercept = proxy, 1.0, 0.0
-        else:
-            gzipped = str(path).lower().endswith(".gz")
-            data = _read_gzip_array(path, proxy) if gzipped else np.asanyarray(proxy.get_unscaled())
-            slope, intercept = float(proxy.slope), float(proxy.inter)
-    except (nib.filebasedimages.ImageFileError, EOFError, zlib.error, OSError, ValueError) as exc:
-        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ChexmixInputError(f"cannot read {what} as NIfTI (truncated or corrupt?): {detail}", path) from None
-    if data.ndim == 4 and data.shape[3] == 1:
-        data = data[..., 0]
-    if data.ndim != 3:
-        raise ChexmixInputError(f"{what} must be a 3D volume, got shape {data.shape}", path)
-    if not (math.isfinite(slope) and math.isfinite(intercept)) or slope == 0:
-        raise ChexmixInputError(f"{what} has an unusable scale: scl_slope {slope}, scl_inter {intercept}", path)
-    _check_finite(data, path, what)
-    return data, np.asarray(image.affine, dtype=np.float64), slope, intercept
-
-
 def to_ras(data: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Reorder ``data`` to RAS+ (flips and axis swaps only, as nibabel.as_closest_canonical)."""
     image = nib.Nifti1Image(data, affine)
@@ -192,7 +111,6 @@ def to_ras(data: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return np.asanyarray(canonical.dataobj), np.asarray(canonical.affine)
 
 
-_SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 
 
 def _read_slice(file: Path) -> np.ndarray:
@@ -200,11 +118,9 @@ def _read_slice(file: Path) -> np.ndarray:
 
     Read upright (EXIF Orientation applied), as viewers show it, like every CXR image.
     """
-    from .sources.annotations import open_upright  # sources import this module: import late
-
     image, _ = open_upright(file)
     try:
-        if image.mode in _SIXTEEN_BIT_MODES:
+        if image.mode in (*SIXTEEN_BIT_MODES, "I"):
             array = np.asarray(image)
             return array.astype(array.dtype.newbyteorder("="), copy=False)  # I;16B is big-endian
         if image.mode == "F":

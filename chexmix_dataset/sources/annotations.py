@@ -23,15 +23,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 from pycocotools import mask as mask_utils
 from scipy import ndimage
 
 from ..errors import ChexmixInputError
+from ..images import SIXTEEN_BIT_MODES, IMAGE_SUFFIXES, image_size, open_upright, read_grey_image  # noqa: F401
 from ..lesions import LesionInstance
 from .base import SkippedItem
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 # Region attribute keys read as the lesion type, in this order; CT2Xray's "type" is "unknown".
 LESION_TYPE_KEYS = ("lesion_type", "lesion", "label", "class")
 DEFAULT_LESION_TYPE = "lesion"
@@ -58,97 +58,6 @@ class RLERegion:
 
 
 Region = PolygonRegion | RLERegion
-
-
-# --------------------------------------------------------------------------------- images ---
-
-# EXIF Orientation values that swap width and height (rotations by 90 degrees, transpositions).
-_SWAPPING_ORIENTATIONS = (5, 6, 7, 8)
-_ORIENTATION_TAG = 0x0112
-_SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
-
-
-def _png_exif_follows_pixels(path: str | Path) -> bool:
-    """Whether a PNG has an eXIf chunk after its pixel data (PIL reads those only on load).
-
-    Walks the chunk headers without decompressing anything.
-    """
-    with open(path, "rb") as handle:
-        handle.seek(8)  # the PNG signature
-        while True:
-            header = handle.read(8)
-            if len(header) < 8:
-                return False
-            length, kind = int.from_bytes(header[:4], "big"), header[4:]
-            if kind == b"eXIf":
-                return True
-            if kind == b"IEND":
-                return False
-            handle.seek(length + 4, 1)  # chunk data and CRC
-
-
-def _orientation(image: Image.Image, path: str | Path) -> int:
-    """The EXIF Orientation (1-8; 1 = stored as displayed) of an open image, read from its header."""
-    if image.format == "PNG" and "exif" not in image.info:
-        if not _png_exif_follows_pixels(path):
-            return 1
-        image.load()
-    return int(image.getexif().get(_ORIENTATION_TAG, 1) or 1)
-
-
-def open_upright(path: str | Path) -> tuple[Image.Image, str]:
-    """The decoded image of ``path`` as viewers (and VIA) display it (EXIF Orientation applied),
-    and the file's format as PIL names it ("PNG", "JPEG", ...).
-
-    Phones and some scanners store JPEGs sideways with an Orientation tag; polygons drawn in a
-    viewer are in the displayed frame, so every pixel CheXMix reads is in that frame too.
-    Unreadable files raise ChexmixInputError naming the file.
-    """
-    try:
-        with Image.open(path) as image:
-            image.load()
-            return ImageOps.exif_transpose(image), (image.format or "").upper()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise ChexmixInputError(f"cannot read image (corrupt or not an image?): {exc}", path) from None
-
-
-def read_grey_image(path: str | Path) -> np.ndarray:
-    """A (height, width) uint8 array of an image file, upright (EXIF Orientation applied).
-
-    8-bit files are read as stored (colour converted to luminance by PIL's ITU-R 601 weights).
-    16-bit (and 32-bit integer or float) files, as CXRs exported from DICOM often are, are mapped
-    linearly from the image's own minimum..maximum to 0..255, rounded: a 12-bit exposure stored
-    in 16 bits keeps its full contrast instead of landing in the bottom 16 grey levels, and the
-    image's darkest and brightest pixels become 0 and 255. An image of one value becomes all 0.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise ChexmixInputError("image file does not exist", path)
-    image, _ = open_upright(path)
-    try:
-        if image.mode in (*_SIXTEEN_BIT_MODES, "I", "F"):
-            array = np.asarray(image, dtype=np.float64)
-            low, high = float(array.min()), float(array.max())
-            scale = 255.0 / (high - low) if high > low else 0.0
-            return np.rint((array - low) * scale).astype(np.uint8)
-        return np.asarray(image.convert("L"), dtype=np.uint8).copy()
-    except (OSError, ValueError) as exc:
-        raise ChexmixInputError(f"cannot convert image of mode {image.mode} to grey: {exc}", path) from None
-
-
-def image_size(path: str | Path) -> tuple[int, int]:
-    """(height, width) in px as displayed (EXIF Orientation applied), from the file header.
-
-    Corrupt files raise ChexmixInputError.
-    """
-    try:
-        with Image.open(path) as image:
-            width, height = image.size
-            if _orientation(image, path) in _SWAPPING_ORIENTATIONS:
-                width, height = height, width
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise ChexmixInputError(f"cannot read image header (corrupt or not an image?): {exc}", path) from None
-    return height, width
 
 
 # ----------------------------------------------------------------------------- rasterising ---
@@ -246,7 +155,7 @@ def mask_levels(image: Image.Image, stored_format: str, name: str) -> MaskLevels
         return MaskLevels(np.asarray(image, dtype=np.int64), 1, lossy, f"bilevel {kind}")
     if mode == "L":
         return MaskLevels(np.asarray(image, dtype=np.int64), 255, lossy, f"8-bit {kind}")
-    if mode in _SIXTEEN_BIT_MODES or mode == "I":
+    if mode in SIXTEEN_BIT_MODES or mode == "I":
         values = np.asarray(image, dtype=np.int64)
         if values.min(initial=0) < 0 or values.max(initial=0) > 65535:
             raise ChexmixInputError(f"lesion mask of mode {mode} holds values outside 0..65535", name)
@@ -344,7 +253,7 @@ def load_masked_image(image_path: str, mask_path: str, lesion_types: tuple[tuple
         return image, binary_mask_instances(mask_levels(mask_image, stored_format, mask_path), name, warn)
     if stored_format in LOSSY_FORMATS:
         raise ChexmixInputError(LOSSY_LABELS_REASON, mask_path)
-    if mask_image.mode not in ("1", "L", "P", "I", *_SIXTEEN_BIT_MODES):
+    if mask_image.mode not in ("1", "L", "P", "I", *SIXTEEN_BIT_MODES):
         raise ChexmixInputError(f"lesion_types.json declares label values, but this mask is {mask_image.mode}; "
                                 "label masks must be one channel (8/16-bit grey or palette indices)", mask_path)
     labels = np.asarray(mask_image, dtype=np.int64)

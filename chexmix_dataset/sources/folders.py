@@ -47,23 +47,16 @@ from .annotations import (
     read_via,
 )
 from .base import CTCase, CXRCase, SkippedItem, SourceScan
+from .nifti_pairs import nifti_stem, niftis
 
 HOMEPAGE = ""
 CITATION = ""
 LICENSE = "unknown"
 URLS: dict[str, str] = {}
-NIFTI_SUFFIXES = (".nii.gz", ".nii")
 CT_LAYOUT = ("ct/NAME.nii(.gz) + mask/NAME.nii(.gz) (or masks/), optional patients.csv "
              "(name,patient_id,license) and lesion_types.json")
 CXR_LAYOUT = ("images/NAME.png (or .jpg ...) with masks/NAME.png, or via_region_data.json, or a COCO "
               "annotations.json / instances_*.json; optional patients.csv (name,patient_id,license)")
-
-
-def _nifti_stem(path: Path) -> str | None:
-    for suffix in NIFTI_SUFFIXES:
-        if path.name.endswith(suffix):
-            return path.name[: -len(suffix)]
-    return None
 
 
 def read_patients(root: Path) -> dict[str, dict[str, str]]:
@@ -111,8 +104,8 @@ def scan_ct(root: Path) -> SourceScan:
         raise ChexmixInputError(f"mask folder is missing; expected layout: {CT_LAYOUT}", root / "mask")
     patients = read_patients(root)
     lesion_types = read_lesion_types(root, {1: "lesion"})
-    masks = {stem: p for p in mask_dir.iterdir() if (stem := _nifti_stem(p)) is not None}
-    cts = {stem: p for p in ct_dir.iterdir() if (stem := _nifti_stem(p)) is not None}
+    masks = {nifti_stem(p): p for p in niftis(mask_dir)}
+    cts = {nifti_stem(p): p for p in niftis(ct_dir)}
     if not cts:
         raise ChexmixInputError(f"no CT NIfTI files (*.nii, *.nii.gz); expected layout: {CT_LAYOUT}", ct_dir)
     result = SourceScan()

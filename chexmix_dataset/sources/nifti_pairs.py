@@ -6,9 +6,8 @@ from pathlib import Path
 
 import nibabel as nib
 
+from ..nifti import NIFTI_SUFFIXES
 from .base import SkippedItem
-
-NIFTI_SUFFIXES = (".nii.gz", ".nii")
 
 
 def nifti_stem(path: Path) -> str:
