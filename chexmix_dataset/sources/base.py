@@ -8,6 +8,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..errors import ChexmixInputError
 from ..lesions import LesionInstance
 
 
@@ -93,3 +94,12 @@ class SourceScan:
         self.cxr_cases.extend(other.cxr_cases)
         self.skipped.extend(other.skipped)
         return self
+
+
+def source_folder(root: str | Path, name: str, layout: str) -> Path:
+    """``root`` as a Path when it is a folder; else one clear error naming the source's layout."""
+    root = Path(root)
+    if not root.is_dir():
+        raise ChexmixInputError(f"{name} data folder does not exist; expected layout: {layout}", root)
+    return root
+

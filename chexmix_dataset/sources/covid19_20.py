@@ -34,7 +34,7 @@ from pathlib import Path
 import datasets
 
 from ..errors import ChexmixInputError
-from .base import CTCase, SkippedItem, SourceScan
+from .base import CTCase, SkippedItem, SourceScan, source_folder
 from .nifti_pairs import check_pair
 
 NAME = "covid19_20"
@@ -78,9 +78,7 @@ def patient_id(case_name: str) -> str:
 
 def scan(root: Path) -> SourceScan:
     """The COVID-19-20 training CTs and masks under ``root`` (see module doc)."""
-    root = Path(root)
-    if not root.is_dir():
-        raise ChexmixInputError(f"{NAME} data folder does not exist; expected layout: {LAYOUT}", root)
+    root = source_folder(root, NAME, LAYOUT)
     folder = train_folder(root)
     if folder is None:
         raise ChexmixInputError(f"no *{CT_SUFFIX} files found; expected layout: {LAYOUT}",

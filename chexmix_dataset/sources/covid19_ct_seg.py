@@ -49,7 +49,7 @@ from pathlib import Path
 import datasets
 
 from ..errors import ChexmixInputError
-from .base import CTCase, SkippedItem, SourceScan
+from .base import CTCase, SourceScan, source_folder
 from .download import download_and_extract
 from .nifti_pairs import check_pair as _check_pair
 from .nifti_pairs import nifti_stem as _stem
@@ -171,9 +171,7 @@ def _scan_pairs(pairs: list[tuple[str, Path, Path]]) -> SourceScan:
 
 def scan(root: Path) -> SourceScan:
     """Scan a local copy laid out as the Zenodo archives unpack or as the Kaggle redistribution."""
-    root = Path(root)
-    if not root.is_dir():
-        raise ChexmixInputError(f"{NAME} data folder does not exist; expected layout: {LAYOUT}", root)
+    root = source_folder(root, NAME, LAYOUT)
     if (root / KAGGLE_CT_DIR).is_dir():
         metadata = root / "metadata.csv"
         if metadata.exists():

@@ -45,7 +45,7 @@ import datasets
 
 from ..errors import ChexmixInputError
 from .annotations import Region, image_size, load_annotated_image, read_via
-from .base import CXRCase, SkippedItem, SourceScan
+from .base import CXRCase, SkippedItem, SourceScan, source_folder
 from .download import download_and_extract
 from .patients import linked_patient_ids
 
@@ -171,9 +171,7 @@ def scan_with(root: Path, annotation_files: list[Path]) -> SourceScan:
 
 def scan(root: Path) -> SourceScan:
     """Scan a local covid-chestxray-dataset folder with its VIA lesion polygons (see module doc)."""
-    root = Path(root)
-    if not root.is_dir():
-        raise ChexmixInputError(f"{NAME} data folder does not exist; expected layout: {LAYOUT}", root)
+    root = source_folder(root, NAME, LAYOUT)
     files = via_files(root)
     if not files:
         raise ChexmixInputError(f"no lesion annotations found; expected layout: {LAYOUT}", root / VIA_FILE)

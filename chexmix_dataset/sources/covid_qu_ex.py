@@ -51,7 +51,7 @@ import datasets
 
 from ..errors import ChexmixInputError
 from .annotations import IMAGE_SUFFIXES, image_size, load_masked_image, read_grey_image
-from .base import CXRCase, SkippedItem, SourceScan
+from .base import CXRCase, SkippedItem, SourceScan, source_folder
 from .kaggle import kaggle_download
 
 NAME = "covid_qu_ex"
@@ -135,9 +135,7 @@ def _case(image_path: Path, class_dir: Path, class_name: str, split: str) -> CXR
 
 def scan(root: Path) -> SourceScan:
     """Scan a local copy of COVID-QU-Ex's infection-segmentation data (see module doc)."""
-    root = Path(root)
-    if not root.is_dir():
-        raise ChexmixInputError(f"{NAME} data folder does not exist; expected layout: {LAYOUT}", root)
+    root = source_folder(root, NAME, LAYOUT)
     base = split_root(root)
     if base is None:
         raise ChexmixInputError(f"no Train/Val/Test folders found; expected layout: {LAYOUT}",

@@ -34,7 +34,7 @@ from pathlib import Path
 import datasets
 
 from ..errors import ChexmixInputError
-from .base import CTCase, SkippedItem, SourceScan
+from .base import CTCase, SkippedItem, SourceScan, source_folder
 from .nifti_pairs import check_pair, nifti_stem, niftis
 
 NAME = "mosmed"
@@ -68,9 +68,7 @@ def archive_root(root: Path) -> Path | None:
 
 def scan(root: Path) -> SourceScan:
     """The annotated MosMedData studies under ``root`` (see module doc)."""
-    root = Path(root)
-    if not root.is_dir():
-        raise ChexmixInputError(f"{NAME} data folder does not exist; expected layout: {LAYOUT}", root)
+    root = source_folder(root, NAME, LAYOUT)
     base = archive_root(root)
     if base is None:
         raise ChexmixInputError(f"no masks/ and studies/CT-* folders found; expected layout: {LAYOUT}",

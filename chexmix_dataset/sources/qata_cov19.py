@@ -38,7 +38,7 @@ import datasets
 
 from ..errors import ChexmixInputError
 from .annotations import IMAGE_SUFFIXES, image_size, load_masked_image
-from .base import CXRCase, SkippedItem, SourceScan
+from .base import CXRCase, SkippedItem, SourceScan, source_folder
 from .kaggle import kaggle_download
 
 NAME = "qata_cov19"
@@ -111,9 +111,7 @@ def _scan_split(folder: Path, split: str, result: SourceScan, seen: dict[str, Pa
 
 def scan(root: Path) -> SourceScan:
     """Scan a local copy of QaTa-COV19 v2 (see module doc)."""
-    root = Path(root)
-    if not root.is_dir():
-        raise ChexmixInputError(f"{NAME} data folder does not exist; expected layout: {LAYOUT}", root)
+    root = source_folder(root, NAME, LAYOUT)
     base = version_root(root)
     if base is None:
         raise ChexmixInputError(f"no 'Train Set/{IMAGE_DIR}' or 'Test Set/{IMAGE_DIR}' folder found; "
