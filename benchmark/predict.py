@@ -164,7 +164,8 @@ def _replaceable_names(out: Path) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    check_replaceable(args.out, _replaceable_names(args.out))
+    previous = _replaceable_names(args.out)
+    check_replaceable(args.out, previous)  # before loading anything: fail fast on a foreign folder
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
         raise ChexmixInputError(f"--threshold must be in [0, 1], got {args.threshold}")
     files = input_files(args.inputs)
@@ -175,7 +176,7 @@ def run(args: argparse.Namespace) -> int:
     model.to(device)
     image_size = int(config["image_size"])
     records, skipped = [], []
-    with atomic_dir(args.out, replaces=_replaceable_names(args.out)) as tmp:
+    with atomic_dir(args.out, replaces=previous) as tmp:
         for file, name in tqdm(list(zip(files, unique_names(files))), desc="predict", unit="image"):
             try:
                 radiograph = read_radiograph(file)
