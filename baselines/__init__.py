@@ -12,7 +12,7 @@ import pkgutil
 
 from chexmix_dataset.errors import ChexmixInputError
 
-from .base import LesionModel, LesionPrediction
+from baselines.base import LesionModel, LesionPrediction
 
 __all__ = ["LesionModel", "LesionPrediction", "available_models", "build_model", "parse_model_spec"]
 

@@ -45,7 +45,7 @@ from torchvision.ops import FrozenBatchNorm2d
 
 from chexmix_dataset.errors import ChexmixInputError
 
-from .base import (IMAGENET_MEAN, IMAGENET_STD, WEIGHT_CHOICES, LesionModel, LesionPrediction, adamw,
+from baselines.base import (IMAGENET_MEAN, IMAGENET_STD, WEIGHT_CHOICES, LesionModel, LesionPrediction, adamw,
                    check_weights, downloading)
 
 NAME = "mask_rcnn"

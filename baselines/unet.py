@@ -23,7 +23,7 @@ from torch.nn import functional as F
 
 from chexmix_dataset.errors import ChexmixInputError
 
-from .base import LesionModel, LesionPrediction, adamw, check_weights, downloading, to_normalised_rgb
+from baselines.base import LesionModel, LesionPrediction, adamw, check_weights, downloading, to_normalised_rgb
 
 NAME = "unet"
 DEFAULT_VARIANT = "resnet18"

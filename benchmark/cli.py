@@ -143,7 +143,7 @@ def plan_cells(args: argparse.Namespace) -> list[tuple[str, str, str, bool, dict
 
 def make_cells(plan: list[tuple[str, str, str, bool, dict]], data_dir: Path | None) -> list:
     """The cells of a :func:`plan_cells` plan, each (config, split, options) loaded once."""
-    from .harness import Cell
+    from benchmark.harness import Cell
 
     loaded: dict[tuple, tuple[datasets.DatasetDict, list[dict]]] = {}
     cells = []
@@ -160,7 +160,7 @@ def make_cells(plan: list[tuple[str, str, str, bool, dict]], data_dir: Path | No
 def run(args: argparse.Namespace) -> int:
     from baselines import parse_model_spec
 
-    from .harness import BenchOptions, check_options, run_grid
+    from benchmark.harness import BenchOptions, check_options, run_grid
 
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     for spec in models:

@@ -23,7 +23,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from chexmix_dataset.lesions import decode_rle
 
-from .augment import augment, sample_params
+from benchmark.augment import augment, sample_params
 
 Target = dict[str, torch.Tensor]
 

@@ -23,9 +23,9 @@ from tqdm import tqdm
 
 from baselines import LesionModel
 
-from .data import LesionDataset, make_loader
-from .metrics import coco_segmentation_ap_rle, dice, encode_instances, iou
-from .stats import split_scores
+from benchmark.data import LesionDataset, make_loader
+from benchmark.metrics import coco_segmentation_ap_rle, dice, encode_instances, iou
+from benchmark.stats import split_scores
 
 MASK_THRESHOLD = 0.5
 #: test images shown per overlay figure.

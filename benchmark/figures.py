@@ -13,11 +13,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.ticker import FuncFormatter, MaxNLocator  # noqa: E402
 
-from .evaluate import overlay_order  # noqa: E402
-from .results import replaced_fraction  # noqa: E402
+from benchmark.evaluate import overlay_order  # noqa: E402
+from benchmark.results import replaced_fraction  # noqa: E402
 
 if TYPE_CHECKING:
-    from .harness import Cell, RunOutcome
+    from benchmark.harness import Cell, RunOutcome
 
 TRUTH_RGB = (0.1, 0.9, 0.2)
 PREDICTION_RGB = (1.0, 0.25, 0.1)

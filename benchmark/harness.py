@@ -41,14 +41,14 @@ from chexmix_dataset.atomic import check_replaceable, write_json
 from chexmix_dataset.composition import split_composition
 from chexmix_dataset.errors import ChexmixInputError
 
-from .checkpoints import (BEST, LAST, check_settings, checkpoint_state, estimated_sizes_mb, load_model_state,
+from benchmark.checkpoints import (BEST, LAST, check_settings, checkpoint_state, estimated_sizes_mb, load_model_state,
                           read_checkpoint, write_checkpoint)
-from .data import LesionDataset, default_workers, make_loader
-from .evaluate import evaluate_split
-from .model_files import is_model_reference, model_checkpoint
-from .run_export import write_run_model
-from .train import load_scaler_state, make_scaler, make_scheduler, resolve_device, train_one_epoch
-from .validation import (DEFAULT_THRESHOLD, MIN_TRAIN_IMAGES, THRESHOLDS, VALIDATION_FRACTION, TrainValidation,
+from benchmark.data import LesionDataset, default_workers, make_loader
+from benchmark.evaluate import evaluate_split
+from benchmark.model_files import is_model_reference, model_checkpoint
+from benchmark.run_export import write_run_model
+from benchmark.train import load_scaler_state, make_scaler, make_scheduler, resolve_device, train_one_epoch
+from benchmark.validation import (DEFAULT_THRESHOLD, MIN_TRAIN_IMAGES, THRESHOLDS, VALIDATION_FRACTION, TrainValidation,
                          best_threshold, split_validation, validation_ious)
 
 
@@ -354,7 +354,7 @@ def run_grid(cells: list[Cell], models: list[str], options: BenchOptions, out_di
     them already. ``engine`` "ray" runs each (cell, model, seed) as a Ray task on the cluster at
     ``address`` (None: a local instance; see :mod:`.ray_grid`). Returns the content of results.json.
     """
-    from .report import write_outputs  # matplotlib only once there is something to draw
+    from benchmark.report import write_outputs  # matplotlib only once there is something to draw
 
     out_dir = Path(out_dir)
     check_cells(cells)
@@ -368,7 +368,7 @@ def run_grid(cells: list[Cell], models: list[str], options: BenchOptions, out_di
         write_json(out_dir / "runs" / "init.json", {"weights": initial.name})
     plan = [(cell, spec, seed) for cell in cells for spec in models for seed in range(options.seeds)]
     if engine == "ray":
-        from .ray_grid import run_plan_on_ray
+        from benchmark.ray_grid import run_plan_on_ray
 
         runs = run_plan_on_ray(plan, options, out_dir, initial, address)
     else:

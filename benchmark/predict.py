@@ -38,8 +38,8 @@ from chexmix_dataset.overlay import draw_overlay
 from chexmix_dataset.radiographs import DICOM_SUFFIXES, Radiograph, read_radiograph
 from chexmix_dataset.images import IMAGE_SUFFIXES
 
-from .model_files import load_model
-from .train import resolve_device
+from benchmark.model_files import load_model
+from benchmark.train import resolve_device
 
 RESULTS_FILE = "predictions.json"
 NOT_CLINICAL = "For research only: not a diagnosis, not for clinical use."

@@ -20,12 +20,12 @@ from tqdm import tqdm
 
 from chexmix_dataset.distributed import DEFAULT_MAX_RETRIES, ray_session, require_ray
 
-from .harness import BenchOptions, Cell, InitialWeights, RunOutcome, run_one
+from benchmark.harness import BenchOptions, Cell, InitialWeights, RunOutcome, run_one
 
 
 def _run_in_task(cell: Cell, spec: str, seed: int, options: BenchOptions, out_dir: Path,
                  initial: InitialWeights) -> RunOutcome:
-    from .train import resolve_device
+    from benchmark.train import resolve_device
 
     # Resolved in the worker: "auto" picks the GPU Ray assigned to this task, if any.
     device = resolve_device(options.device)

@@ -11,11 +11,11 @@ import numpy as np
 
 from chexmix_dataset.atomic import atomic_file, write_json
 
-from .results import ROW_KEYS, replaced_fraction, sweep_rows
-from .stats import DEFAULT_RESAMPLES, paired_comparison, seed_spread, split_scores
+from benchmark.results import ROW_KEYS, replaced_fraction, sweep_rows
+from benchmark.stats import DEFAULT_RESAMPLES, paired_comparison, seed_spread, split_scores
 
 if TYPE_CHECKING:
-    from .harness import Cell, RunOutcome
+    from benchmark.harness import Cell, RunOutcome
 
 EMPTY_GROUND_TRUTH_RULE = ("A test image without ground-truth lesions scores IoU = Dice = 1 when no lesion is "
                            "predicted on it and 0 otherwise; the rule is the same for every model.")
@@ -263,7 +263,7 @@ def results_markdown(summary: list[dict], versions: dict[str, str], comparisons:
 
 def write_outputs(out_dir: Path, outcomes: list[tuple[Cell, RunOutcome]], options: dict) -> dict:
     """Write results.json, results.md and figures/; returns what results.json holds."""
-    from .figures import draw_iou_bars, draw_loss_curves, draw_overlays, draw_replacement_curve
+    from benchmark.figures import draw_iou_bars, draw_loss_curves, draw_overlays, draw_replacement_curve
 
     versions = package_versions()
     runs = [outcome.result for _, outcome in outcomes]

@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING
 from baselines import LesionModel
 from chexmix_dataset.atomic import atomic_file
 
-from .model_files import save_model_files
+from benchmark.model_files import save_model_files
 
 if TYPE_CHECKING:
-    from .harness import Cell, RunOutcome
+    from benchmark.harness import Cell, RunOutcome
 
 MODEL_DIR = "model"
 TRAINING_KEYS = ("training_dataset", "config", "split", "augment", "model", "seed", "epochs", "best_epoch",
@@ -46,7 +46,7 @@ def model_config(cell: Cell, outcome: RunOutcome, model: LesionModel) -> dict:
 
 def write_run_model(run_dir: Path, cell: Cell, outcome: RunOutcome, model: LesionModel) -> Path:
     """Write ``run_dir/model/``; returns that folder."""
-    from .figures import draw_overlays  # matplotlib only once there is something to draw
+    from benchmark.figures import draw_overlays  # matplotlib only once there is something to draw
 
     folder = run_dir / MODEL_DIR
     folder.mkdir(parents=True, exist_ok=True)

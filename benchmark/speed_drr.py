@@ -29,8 +29,8 @@ from chexmix_dataset.projector import (
 )
 from chexmix_dataset.volume import CTVolume
 
-from .speed import print_table
-from .speed_projector import best_of
+from benchmark.speed import print_table
+from benchmark.speed_projector import best_of
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

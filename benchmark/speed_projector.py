@@ -20,7 +20,7 @@ from chexmix_dataset.phantoms import chest_phantom
 from chexmix_dataset.projector import ProjectorOptions, project_volume, seed_slices
 from chexmix_dataset.volume import CTVolume
 
-from .speed import print_table
+from benchmark.speed import print_table
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

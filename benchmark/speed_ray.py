@@ -20,7 +20,7 @@ from chexmix_dataset.phantoms import write_phantoms
 from chexmix_dataset.projection import ProjectorOptions
 from chexmix_dataset.sources import folders
 
-from .speed import print_table
+from benchmark.speed import print_table
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -18,8 +18,8 @@ import torch
 
 from baselines import build_model
 
-from .data import LesionDataset, default_workers, make_loader
-from .train import make_scaler, move_batch, resolve_device, train_step
+from benchmark.data import LesionDataset, default_workers, make_loader
+from benchmark.train import make_scaler, move_batch, resolve_device, train_step
 
 
 def _synchronize(device: torch.device) -> None:
@@ -56,7 +56,7 @@ def run_train_speed(dataset_dict: datasets.DatasetDict | None = None, models: tu
         ceiling_images_per_s, ratio (harness / ceiling).
     """
     if dataset_dict is None:
-        from .cli import load_config
+        from benchmark.cli import load_config
 
         dataset_dict, _ = load_config("sample", None, "80/20")
     target_device = resolve_device(device)
@@ -124,7 +124,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .cli import load_config
+    from benchmark.cli import load_config
 
     rows = run_train_speed(load_config(args.config, args.data_dir, "80/20"),
                            tuple(m.strip() for m in args.models.split(",") if m.strip()),

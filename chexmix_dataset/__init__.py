@@ -13,7 +13,7 @@ __all__ = ["CheXMix", "load_chexmix", "__version__"]
 def __getattr__(name: str):
     # Imported on first use: `chexmix project` should not pay for `datasets` at start-up.
     if name in ("CheXMix", "load_chexmix"):
-        from . import builder
+        from chexmix_dataset import builder
 
         return getattr(builder, name)
     raise AttributeError(f"module 'chexmix_dataset' has no attribute {name!r}")

@@ -26,7 +26,7 @@ import threading
 from pathlib import Path
 from typing import Any, Collection, Iterator
 
-from .errors import ChexmixInputError
+from chexmix_dataset.errors import ChexmixInputError
 
 
 class Terminated(BaseException):

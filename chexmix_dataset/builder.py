@@ -29,15 +29,15 @@ from pathlib import Path
 
 import datasets
 
-from .errors import ChexmixInputError
-from .features import FEATURES
-from .projector import ProjectorOptions, project_volume
-from .rows import make_row
-from .sources import phantom as phantom_source
-from .sources import scan_sources
-from .sources.base import CTCase, CXRCase, SourceScan
-from .splits import SplitPlan, is_official, mixed_plan, official_split, parse_split, patient_split
-from .volume import load_ct
+from chexmix_dataset.errors import ChexmixInputError
+from chexmix_dataset.features import FEATURES
+from chexmix_dataset.projector import ProjectorOptions, project_volume
+from chexmix_dataset.rows import make_row
+from chexmix_dataset.sources import phantom as phantom_source
+from chexmix_dataset.sources import scan_sources
+from chexmix_dataset.sources.base import CTCase, CXRCase, SourceScan
+from chexmix_dataset.splits import SplitPlan, is_official, mixed_plan, official_split, parse_split, patient_split
+from chexmix_dataset.volume import load_ct
 
 logger = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ import argparse
 import importlib
 import sys
 
-from .atomic import Terminated, install_signal_cleanup
-from .errors import ChexmixInputError
+from chexmix_dataset.atomic import Terminated, install_signal_cleanup
+from chexmix_dataset.errors import ChexmixInputError
 
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "project": ("chexmix_dataset.commands.project", "project a CT (and lesion mask) to a frontal X-ray"),

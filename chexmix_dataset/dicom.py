@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ChexmixInputError
+from chexmix_dataset.errors import ChexmixInputError
 
 DICOM_SUFFIX = ".dcm"
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"

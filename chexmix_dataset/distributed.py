@@ -45,14 +45,14 @@ import datasets
 from datasets.arrow_writer import ArrowWriter
 from tqdm.auto import tqdm
 
-from .atomic import check_replaceable
-from .builder import CheXMix, _row_for, image_id_for
-from .errors import ChexmixInputError
-from .features import FEATURES
-from .projection import ProjectorOptions
-from .publish import EXPORT_NAMES, read_dataset_card, write_hub_tree
-from .sources.base import CTCase, CXRCase
-from .splits import SplitPlan
+from chexmix_dataset.atomic import check_replaceable
+from chexmix_dataset.builder import CheXMix, _row_for, image_id_for
+from chexmix_dataset.errors import ChexmixInputError
+from chexmix_dataset.features import FEATURES
+from chexmix_dataset.projection import ProjectorOptions
+from chexmix_dataset.publish import EXPORT_NAMES, read_dataset_card, write_hub_tree
+from chexmix_dataset.sources.base import CTCase, CXRCase
+from chexmix_dataset.splits import SplitPlan
 
 logger = logging.getLogger(__name__)
 

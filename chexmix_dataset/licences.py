@@ -12,7 +12,7 @@ from typing import Mapping, Sequence
 
 import datasets
 
-from .errors import ChexmixInputError
+from chexmix_dataset.errors import ChexmixInputError
 
 UNKNOWN_LICENCES = frozenset({"", "unknown", "none", "n/a", "na"})
 LICENCE_SECTION_TITLE = "## Licences of the published rows"

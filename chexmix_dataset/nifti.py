@@ -16,7 +16,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from .errors import ChexmixInputError
+from chexmix_dataset.errors import ChexmixInputError
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 

@@ -16,8 +16,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage
 
-from .atomic import atomic_file
-from .lesions import LesionInstance, decode_rle
+from chexmix_dataset.atomic import atomic_file
+from chexmix_dataset.lesions import LesionInstance, decode_rle
 
 RGB = tuple[int, int, int]
 

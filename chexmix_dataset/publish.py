@@ -49,11 +49,11 @@ from huggingface_hub.utils import validate_repo_id
 from huggingface_hub.utils.sha import git_hash, sha_fileobj
 from tqdm.auto import tqdm
 
-from . import __version__
-from .atomic import atomic_dir, check_replaceable
-from .builder import CONFIG_NAMES, load_chexmix
-from .errors import ChexmixInputError
-from .licences import (check_publishable, licence_details, licence_rows, licence_section,  # noqa: F401
+from chexmix_dataset import __version__
+from chexmix_dataset.atomic import atomic_dir, check_replaceable
+from chexmix_dataset.builder import CONFIG_NAMES, load_chexmix
+from chexmix_dataset.errors import ChexmixInputError
+from chexmix_dataset.licences import (check_publishable, licence_details, licence_rows, licence_section,  # noqa: F401
                        publication_problem, with_licence_section)
 
 DEFAULT_CONFIG = "mixed"

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ChexmixInputError
-from .images import read_grey_image
+from chexmix_dataset.errors import ChexmixInputError
+from chexmix_dataset.images import read_grey_image
 
 DICOM_SUFFIXES = (".dcm", ".dicom")
 

@@ -29,8 +29,8 @@ from typing import Sequence, TypeVar
 
 import numpy as np
 
-from .errors import ChexmixInputError
-from .views import VIEW_ANGLES_DEG
+from chexmix_dataset.errors import ChexmixInputError
+from chexmix_dataset.views import VIEW_ANGLES_DEG
 
 Item = TypeVar("Item")
 

@@ -20,7 +20,7 @@ import dataclasses
 import numpy as np
 from scipy import ndimage
 
-from .volume import CTVolume
+from chexmix_dataset.volume import CTVolume
 
 #: Views per CT in the order a mix takes them: the CT as scanned, then small turns each way.
 VIEW_ANGLES_DEG: tuple[float, ...] = (0.0, 5.0, -5.0, 10.0, -10.0)

@@ -10,13 +10,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..atomic import check_replaceable
-from ..export import EXPORTERS, TOP_LEVEL
-from ..export.common import check_out_dir
+from chexmix_dataset.atomic import check_replaceable
+from chexmix_dataset.export import EXPORTERS, TOP_LEVEL
+from chexmix_dataset.export.common import check_out_dir
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from .dataset_args import add_dataset_arguments  # imports the builder: only when `export` is used
+    from chexmix_dataset.commands.dataset_args import add_dataset_arguments  # imports the builder: only when `export` is used
 
     parser.add_argument("format", choices=sorted(EXPORTERS), help="coco (instances_*.json, RLE masks) or via "
                         "(Matterport Mask R-CNN balloon layout, polygons)")
@@ -26,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .dataset_args import load_dataset_from_args
+    from chexmix_dataset.commands.dataset_args import load_dataset_from_args
 
     # Refuse a bad --out before building, which may mean downloads and hours of projecting.
     check_replaceable(check_out_dir(args.out, args.overwrite), TOP_LEVEL[args.format])

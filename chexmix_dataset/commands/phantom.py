@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..errors import ChexmixInputError
-from ..phantoms import DEFAULT_SHAPE, FIELD_OF_VIEW_MM, write_phantoms
+from chexmix_dataset.errors import ChexmixInputError
+from chexmix_dataset.phantoms import DEFAULT_SHAPE, FIELD_OF_VIEW_MM, write_phantoms
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..publish import CONFIG_NAMES, TARGET_SHARD_BYTES, publish
+from chexmix_dataset.publish import CONFIG_NAMES, TARGET_SHARD_BYTES, publish
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

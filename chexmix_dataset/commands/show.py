@@ -7,12 +7,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ChexmixInputError
-from ..overlay import save_grid
+from chexmix_dataset.errors import ChexmixInputError
+from chexmix_dataset.overlay import save_grid
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from .dataset_args import add_dataset_arguments  # imports the builder: only when `show` is used
+    from chexmix_dataset.commands.dataset_args import add_dataset_arguments  # imports the builder: only when `show` is used
 
     parser.add_argument("--out", type=Path, required=True, help="PNG to write (atomically)")
     # --split is the dataset's train/test ratio (dataset options), hence --subset here.
@@ -30,7 +30,7 @@ def spread_indices(n_rows: int, n: int) -> list[int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .dataset_args import load_dataset_from_args
+    from chexmix_dataset.commands.dataset_args import load_dataset_from_args
 
     if args.n < 1 or args.cols < 1:
         raise ChexmixInputError(f"--n and --cols must be at least 1 (got {args.n}, {args.cols})")

@@ -1,8 +1,8 @@
 """Exporters from a CheXMix DatasetDict to the on-disk layouts that training code reads."""
 
-from . import coco, via
-from .coco import export_coco
-from .via import export_via, mask_to_polygons
+from chexmix_dataset.export import coco, via
+from chexmix_dataset.export.coco import export_coco
+from chexmix_dataset.export.via import export_via, mask_to_polygons
 
 EXPORTERS = {"coco": export_coco, "via": export_via}
 TOP_LEVEL = {"coco": coco.TOP_LEVEL, "via": via.TOP_LEVEL}

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import datasets
 
-from .. import __version__
-from ..atomic import atomic_dir, write_json
-from ..features import CATEGORY_NAMES
-from .common import check_out_dir, grey_png, image_file_name, iter_rows
+from chexmix_dataset import __version__
+from chexmix_dataset.atomic import atomic_dir, write_json
+from chexmix_dataset.features import CATEGORY_NAMES
+from chexmix_dataset.export.common import check_out_dir, grey_png, image_file_name, iter_rows
 
 CATEGORIES = [{"id": index + 1, "name": name, "supercategory": "lung"} for index, name in enumerate(CATEGORY_NAMES)]
 

@@ -10,7 +10,7 @@ from typing import Iterator
 import datasets
 from tqdm.auto import tqdm
 
-from ..errors import ChexmixInputError
+from chexmix_dataset.errors import ChexmixInputError
 
 
 def check_out_dir(out_dir: str | os.PathLike, overwrite: bool) -> Path:

@@ -35,10 +35,10 @@ import contourpy
 import datasets
 import numpy as np
 
-from ..atomic import atomic_dir, write_json
-from ..errors import ChexmixInputError
-from ..lesions import decode_rle
-from .common import check_out_dir, grey_png, image_file_name, iter_rows
+from chexmix_dataset.atomic import atomic_dir, write_json
+from chexmix_dataset.errors import ChexmixInputError
+from chexmix_dataset.lesions import decode_rle
+from chexmix_dataset.export.common import check_out_dir, grey_png, image_file_name, iter_rows
 
 SUBSET_OF_SPLIT = {"train": "train", "test": "val"}
 TOP_LEVEL = tuple(SUBSET_OF_SPLIT.values())

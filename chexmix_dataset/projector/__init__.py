@@ -30,15 +30,15 @@ Two modes:
 
 from __future__ import annotations
 
-from ..errors import ChexmixInputError
-from ..views import rotate_about_si
-from ..volume import CTVolume
-from .backend import to_device, to_numpy
-from .cone import cone_line_integral, cone_path_mm
-from .display import radiograph_uint8, window_uint8
-from .geometry import ConeGeometry, cone_geometry
-from .lesions import lesion_components, lesion_path_maps, project_lesions, project_lesions_cone
-from .options import (
+from chexmix_dataset.errors import ChexmixInputError
+from chexmix_dataset.views import rotate_about_si
+from chexmix_dataset.volume import CTVolume
+from chexmix_dataset.projector.backend import to_device, to_numpy
+from chexmix_dataset.projector.cone import cone_line_integral, cone_path_mm
+from chexmix_dataset.projector.display import radiograph_uint8, window_uint8
+from chexmix_dataset.projector.geometry import ConeGeometry, cone_geometry
+from chexmix_dataset.projector.lesions import lesion_components, lesion_path_maps, project_lesions, project_lesions_cone
+from chexmix_dataset.projector.options import (
     BEAMS,
     DEFAULT_SID_MM,
     DISPLAYS,
@@ -48,8 +48,8 @@ from .options import (
     Projection,
     ProjectorOptions,
 )
-from .parallel import line_integral_mm, resample, square_pixel_shape, to_radiograph_layout
-from .seed import (
+from chexmix_dataset.projector.parallel import line_integral_mm, resample, square_pixel_shape, to_radiograph_layout
+from chexmix_dataset.projector.seed import (
     SEED_MIN_ROWS,
     _seed_column_sums,
     _seed_display,

@@ -22,8 +22,8 @@ from typing import Callable
 
 import numpy as np
 
-from .backend import Array, float_slabs, is_torch, like, sparse_rows_matmul, swap_last_axes, to_device, to_numpy
-from .geometry import ConeGeometry
+from chexmix_dataset.projector.backend import Array, float_slabs, is_torch, like, sparse_rows_matmul, swap_last_axes, to_device, to_numpy
+from chexmix_dataset.projector.geometry import ConeGeometry
 
 # float32 slab chunks of about 4 MiB on the CPU; a GPU takes far bigger bites.
 _CHUNK_VOXELS = 1 << 20

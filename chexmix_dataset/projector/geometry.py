@@ -27,10 +27,10 @@ from typing import Literal
 
 import numpy as np
 
-from ..errors import ChexmixInputError
-from ..views import rotate_about_si  # noqa: F401  (the pose, re-exported for readers of this module)
-from .options import MAX_SIZE_PX, ProjectorOptions
-from .parallel import square_pixel_shape
+from chexmix_dataset.errors import ChexmixInputError
+from chexmix_dataset.views import rotate_about_si  # noqa: F401  (the pose, re-exported for readers of this module)
+from chexmix_dataset.projector.options import MAX_SIZE_PX, ProjectorOptions
+from chexmix_dataset.projector.parallel import square_pixel_shape
 
 
 @dataclass(frozen=True)

@@ -15,12 +15,12 @@ from typing import Iterator
 import numpy as np
 from scipy import ndimage
 
-from ..lesions import LesionInstance
-from ..volume import CTVolume
-from .cone import cone_path_mm
-from .geometry import ConeGeometry
-from .options import ProjectorOptions
-from .parallel import resample, to_radiograph_layout
+from chexmix_dataset.lesions import LesionInstance
+from chexmix_dataset.volume import CTVolume
+from chexmix_dataset.projector.cone import cone_path_mm
+from chexmix_dataset.projector.geometry import ConeGeometry
+from chexmix_dataset.projector.options import ProjectorOptions
+from chexmix_dataset.projector.parallel import resample, to_radiograph_layout
 
 
 def lesion_components(labels: np.ndarray) -> Iterator[tuple[int, tuple[slice, slice, slice], np.ndarray]]:

@@ -8,8 +8,8 @@ from typing import Literal
 
 import numpy as np
 
-from ..errors import ChexmixInputError
-from ..lesions import LesionInstance
+from chexmix_dataset.errors import ChexmixInputError
+from chexmix_dataset.lesions import LesionInstance
 
 MU_WATER_60KEV_PER_MM = 0.0206
 # Longest image side: a 43 cm flat-panel detector at its finest 0.1 mm pitch is about 4300 px;

@@ -13,7 +13,7 @@ from typing import Iterator
 import numpy as np
 from scipy import ndimage
 
-from .backend import Array, is_torch
+from chexmix_dataset.projector.backend import Array, is_torch
 
 # Chunks of about 256 k voxels: temporaries stay in the CPU cache and never near the volume's size.
 _CHUNK_VOXELS = 1 << 18

@@ -21,9 +21,9 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from ..errors import ChexmixInputError
-from ..volume import CTVolume
-from .parallel import _chunks, _reduce_ap
+from chexmix_dataset.errors import ChexmixInputError
+from chexmix_dataset.volume import CTVolume
+from chexmix_dataset.projector.parallel import _chunks, _reduce_ap
 
 SEED_MIN_ROWS = 300
 

@@ -8,8 +8,8 @@ from typing import Callable
 
 import numpy as np
 
-from ..errors import ChexmixInputError
-from ..lesions import LesionInstance
+from chexmix_dataset.errors import ChexmixInputError
+from chexmix_dataset.lesions import LesionInstance
 
 
 @dataclass(frozen=True)

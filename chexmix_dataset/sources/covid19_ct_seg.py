@@ -48,13 +48,13 @@ from pathlib import Path
 
 import datasets
 
-from ..errors import ChexmixInputError
-from .base import CTCase, SourceScan, source_folder
-from .download import download_and_extract
-from .nifti_pairs import check_pair as _check_pair
-from .nifti_pairs import nifti_stem as _stem
-from .nifti_pairs import niftis as _niftis
-from .patients import radiopaedia_case_from_ma_name, radiopaedia_patient_id
+from chexmix_dataset.errors import ChexmixInputError
+from chexmix_dataset.sources.base import CTCase, SourceScan, source_folder
+from chexmix_dataset.sources.download import download_and_extract
+from chexmix_dataset.sources.nifti_pairs import check_pair as _check_pair
+from chexmix_dataset.sources.nifti_pairs import nifti_stem as _stem
+from chexmix_dataset.sources.nifti_pairs import niftis as _niftis
+from chexmix_dataset.sources.patients import radiopaedia_case_from_ma_name, radiopaedia_patient_id
 
 NAME = "covid19_ct_seg"
 HOMEPAGE = "https://zenodo.org/records/3757476"

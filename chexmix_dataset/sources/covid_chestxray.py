@@ -43,11 +43,11 @@ from pathlib import Path
 
 import datasets
 
-from ..errors import ChexmixInputError
-from .annotations import Region, image_size, load_annotated_image, read_via
-from .base import CXRCase, SkippedItem, SourceScan, source_folder
-from .download import download_and_extract
-from .patients import linked_patient_ids
+from chexmix_dataset.errors import ChexmixInputError
+from chexmix_dataset.sources.annotations import Region, image_size, load_annotated_image, read_via
+from chexmix_dataset.sources.base import CXRCase, SkippedItem, SourceScan, source_folder
+from chexmix_dataset.sources.download import download_and_extract
+from chexmix_dataset.sources.patients import linked_patient_ids
 
 NAME = "covid_chestxray"
 ORIGIN = "covid-chestxray-dataset"

@@ -49,10 +49,10 @@ from pathlib import Path
 
 import datasets
 
-from ..errors import ChexmixInputError
-from .annotations import IMAGE_SUFFIXES, image_size, load_masked_image, read_grey_image
-from .base import CXRCase, SkippedItem, SourceScan, source_folder
-from .kaggle import kaggle_download
+from chexmix_dataset.errors import ChexmixInputError
+from chexmix_dataset.sources.annotations import IMAGE_SUFFIXES, image_size, load_masked_image, read_grey_image
+from chexmix_dataset.sources.base import CXRCase, SkippedItem, SourceScan, source_folder
+from chexmix_dataset.sources.kaggle import kaggle_download
 
 NAME = "covid_qu_ex"
 ORIGIN = "covid-qu-ex"

@@ -36,8 +36,8 @@ from urllib.parse import urlsplit
 import datasets
 import tqdm.std
 
-from ..atomic import write_json
-from ..errors import ChexmixInputError
+from chexmix_dataset.atomic import write_json
+from chexmix_dataset.errors import ChexmixInputError
 
 logger = logging.getLogger(__name__)
 
@@ -115,8 +115,8 @@ def download_records(builder: Any) -> list[dict[str, Any]]:
     Each record: ``source``, ``url``, ``fetched_from``, ``path``, ``sha256``, ``bytes``. Empty
     when the builder reads ``--data-dir`` (nothing was downloaded).
     """
-    from ..builder import DEFAULT_SOURCES  # the builder imports the sources, so import it here
-    from . import SOURCES
+    from chexmix_dataset.builder import DEFAULT_SOURCES  # the builder imports the sources, so import it here
+    from chexmix_dataset.sources import SOURCES
 
     config = builder.config
     if config.data_dir is not None:

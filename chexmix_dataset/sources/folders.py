@@ -34,8 +34,8 @@ from types import SimpleNamespace
 
 import datasets
 
-from ..errors import ChexmixInputError
-from .annotations import (
+from chexmix_dataset.errors import ChexmixInputError
+from chexmix_dataset.sources.annotations import (
     IMAGE_SUFFIXES,
     LOSSY_LABELS_REASON,
     Region,
@@ -46,8 +46,8 @@ from .annotations import (
     read_coco,
     read_via,
 )
-from .base import CTCase, CXRCase, SkippedItem, SourceScan
-from .nifti_pairs import nifti_stem, niftis
+from chexmix_dataset.sources.base import CTCase, CXRCase, SkippedItem, SourceScan
+from chexmix_dataset.sources.nifti_pairs import nifti_stem, niftis
 
 HOMEPAGE = ""
 CITATION = ""

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import datasets
 
-from ..errors import ChexmixInputError
+from chexmix_dataset.errors import ChexmixInputError
 
 
 def manual_download_message(slug: str, source: str, layout: str, reason: str) -> str:

@@ -33,9 +33,9 @@ from pathlib import Path
 
 import datasets
 
-from ..errors import ChexmixInputError
-from .base import CTCase, SkippedItem, SourceScan, source_folder
-from .nifti_pairs import check_pair, nifti_stem, niftis
+from chexmix_dataset.errors import ChexmixInputError
+from chexmix_dataset.sources.base import CTCase, SkippedItem, SourceScan, source_folder
+from chexmix_dataset.sources.nifti_pairs import check_pair, nifti_stem, niftis
 
 NAME = "mosmed"
 ORIGIN = "mosmed"

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import nibabel as nib
 
-from ..nifti import NIFTI_SUFFIXES
-from .base import SkippedItem
+from chexmix_dataset.nifti import NIFTI_SUFFIXES
+from chexmix_dataset.sources.base import SkippedItem
 
 
 def nifti_stem(path: Path) -> str:

@@ -16,10 +16,10 @@ import datasets
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..atomic import atomic_dir, write_json
-from ..errors import ChexmixInputError
-from ..lesions import LesionInstance
-from .base import CTCase, CXRCase, SourceScan
+from chexmix_dataset.atomic import atomic_dir, write_json
+from chexmix_dataset.errors import ChexmixInputError
+from chexmix_dataset.lesions import LesionInstance
+from chexmix_dataset.sources.base import CTCase, CXRCase, SourceScan
 
 NAME = "phantom"
 HOMEPAGE = "https://github.com/chexmix/chexmix"
@@ -41,7 +41,7 @@ def cache_folder(root: Path, n_ct: int, seed: int, ct_shape: tuple[int, int, int
 
 
 def _write_ct_phantoms(folder: Path, n_ct: int, seed: int, ct_shape: tuple[int, int, int]) -> None:
-    from .. import phantoms  # imported late: generating phantoms is this source's only heavy need
+    from chexmix_dataset import phantoms  # imported late: generating phantoms is this source's only heavy need
 
     manifest = []
     with atomic_dir(folder, replaces=("ct", "mask", "manifest.json")) as tmp:  # a damaged cache is rebuilt
@@ -71,7 +71,7 @@ def _read_manifest(folder: Path) -> list[dict] | None:
 
 def load_standin(seed: int, size: int, warn) -> tuple[np.ndarray, list[LesionInstance]]:
     """``CXRCase.load`` of a stand-in (``warn`` is unused: stand-ins are made inside the image)."""
-    from .. import phantoms
+    from chexmix_dataset import phantoms
 
     standin = phantoms.cxr_standin(seed, size=size)
     return standin.image, list(standin.instances)
@@ -83,7 +83,7 @@ def scan(root: Path, n_ct: int = DEFAULT_N_CT, n_cxr: int = DEFAULT_N_CXR, seed:
     of ``cxr_size`` px. Phantom i is seeded ``seed + i``; stand-in j ``seed + 100000 + j``."""
     if n_ct < 0 or n_cxr < 0:
         raise ChexmixInputError(f"phantom counts must be >= 0, got n_ct={n_ct}, n_cxr={n_cxr}")
-    from .. import phantoms
+    from chexmix_dataset import phantoms
 
     result = SourceScan()
     if n_ct:
