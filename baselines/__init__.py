@@ -10,9 +10,8 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from chexmix_dataset.errors import ChexmixInputError
-
 from baselines.base import LesionModel, LesionPrediction
+from chexmix_dataset.errors import ChexmixInputError
 
 __all__ = ["LesionModel", "LesionPrediction", "available_models", "build_model", "parse_model_spec"]
 

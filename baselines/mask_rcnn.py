@@ -43,10 +43,17 @@ from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredic
 from torchvision.models.detection.rpn import RPNHead
 from torchvision.ops import FrozenBatchNorm2d
 
+from baselines.base import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    WEIGHT_CHOICES,
+    LesionModel,
+    LesionPrediction,
+    adamw,
+    check_weights,
+    downloading,
+)
 from chexmix_dataset.errors import ChexmixInputError
-
-from baselines.base import (IMAGENET_MEAN, IMAGENET_STD, WEIGHT_CHOICES, LesionModel, LesionPrediction, adamw,
-                   check_weights, downloading)
 
 NAME = "mask_rcnn"
 DEFAULT_VARIANT = "resnet101"

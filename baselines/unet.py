@@ -21,9 +21,8 @@ import torch
 from scipy import ndimage
 from torch.nn import functional as F
 
-from chexmix_dataset.errors import ChexmixInputError
-
 from baselines.base import LesionModel, LesionPrediction, adamw, check_weights, downloading, to_normalised_rgb
+from chexmix_dataset.errors import ChexmixInputError
 
 NAME = "unet"
 DEFAULT_VARIANT = "resnet18"

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import datasets
 
+from chexmix_dataset.dataset.splits import parse_split
 from chexmix_dataset.errors import ChexmixInputError
-from chexmix_dataset.splits import parse_split
 
 CONFIGS = ("xrays_only", "mixed", "ct_projections", "sample")
 PAPER_GRID = (("60/40", True), ("80/20", True), ("80/20", False))
@@ -101,7 +101,7 @@ def load_config(config: str, data_dir: Path | None, split: str, **options: objec
                 ) -> tuple[datasets.DatasetDict, list[dict]]:
     """The builder's DatasetDict for ``config`` at ``split`` (the split drawn with seed 0), and the
     records (URL, sha256, bytes) of what it downloaded."""
-    from chexmix_dataset.builder import make_builder
+    from chexmix_dataset.dataset.builder import make_builder
     from chexmix_dataset.sources.download import download_records
 
     builder = make_builder(config, data_dir, split=split, seed=0, **options)
@@ -143,7 +143,7 @@ def plan_cells(args: argparse.Namespace) -> list[tuple[str, str, str, bool, dict
 
 def make_cells(plan: list[tuple[str, str, str, bool, dict]], data_dir: Path | None) -> list:
     """The cells of a :func:`plan_cells` plan, each (config, split, options) loaded once."""
-    from benchmark.harness import Cell
+    from benchmark.grid import Cell
 
     loaded: dict[tuple, tuple[datasets.DatasetDict, list[dict]]] = {}
     cells = []
@@ -159,8 +159,8 @@ def make_cells(plan: list[tuple[str, str, str, bool, dict]], data_dir: Path | No
 
 def run(args: argparse.Namespace) -> int:
     from baselines import parse_model_spec
-
-    from benchmark.harness import BenchOptions, check_options, run_grid
+    from benchmark.grid import BenchOptions
+    from benchmark.harness import check_options, run_grid
 
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     for spec in models:

@@ -17,13 +17,12 @@ import datasets
 import numpy as np
 import torch
 from torchvision.ops import masks_to_boxes
-from tqdm import tqdm
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
-
-from chexmix_dataset.lesions import decode_rle
+from tqdm import tqdm
 
 from benchmark.augment import augment, sample_params
+from chexmix_dataset.dataset.lesions import decode_rle
 
 Target = dict[str, torch.Tensor]
 

@@ -22,7 +22,6 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from baselines import LesionModel
-
 from benchmark.data import LesionDataset, make_loader
 from benchmark.metrics import coco_segmentation_ap_rle, dice, encode_instances, iou
 from benchmark.stats import split_scores

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import textwrap
-from typing import IO, TYPE_CHECKING
+from typing import IO
 
 import matplotlib
 
@@ -14,10 +14,8 @@ import numpy as np  # noqa: E402
 from matplotlib.ticker import FuncFormatter, MaxNLocator  # noqa: E402
 
 from benchmark.evaluate import overlay_order  # noqa: E402
+from benchmark.grid import Cell, RunOutcome  # noqa: E402
 from benchmark.results import replaced_fraction  # noqa: E402
-
-if TYPE_CHECKING:
-    from benchmark.harness import Cell, RunOutcome
 
 TRUTH_RGB = (0.1, 0.9, 0.2)
 PREDICTION_RGB = (1.0, 0.25, 0.1)

@@ -2,7 +2,7 @@
 
 FOR RESEARCH ONLY: the output is not a diagnosis and must not be used for clinical decisions.
 
-Each image is read as a model sees it (:mod:`chexmix_dataset.radiographs`: PNG/JPEG 8/16-bit
+Each image is read as a model sees it (:mod:`chexmix_dataset.xray.radiographs`: PNG/JPEG 8/16-bit
 with EXIF orientation, DICOM with its value transforms), resized to the model's square input
 size exactly as in training (:mod:`benchmark.data`), predicted, and the lesion probabilities are
 resized back to the image's own size before they are cut, as the benchmark scores them.
@@ -31,15 +31,14 @@ from torchvision.transforms.v2 import functional as TF
 from tqdm import tqdm
 
 from baselines import LesionModel
-from chexmix_dataset.atomic import atomic_dir, check_replaceable, write_json
-from chexmix_dataset.errors import ChexmixInputError
-from chexmix_dataset.lesions import LesionInstance, coco_object
-from chexmix_dataset.overlay import draw_overlay
-from chexmix_dataset.radiographs import DICOM_SUFFIXES, Radiograph, read_radiograph
-from chexmix_dataset.images import IMAGE_SUFFIXES
-
 from benchmark.model_files import load_model
 from benchmark.train import resolve_device
+from chexmix_dataset.atomic import atomic_dir, check_replaceable, write_json
+from chexmix_dataset.dataset.lesions import LesionInstance, coco_object
+from chexmix_dataset.errors import ChexmixInputError
+from chexmix_dataset.figures.overlay import draw_overlay
+from chexmix_dataset.xray.images import IMAGE_SUFFIXES
+from chexmix_dataset.xray.radiographs import DICOM_SUFFIXES, Radiograph, read_radiograph
 
 RESULTS_FILE = "predictions.json"
 NOT_CLINICAL = "For research only: not a diagnosis, not for clinical use."

@@ -1,6 +1,6 @@
 """Benchmark grids on Ray (``chexmix bench --engine ray``): one Ray task per (cell, model, seed).
 
-Each task runs :func:`.harness.run_one`, the very function a local grid runs, and writes its
+Each task runs :func:`benchmark.runs.run_one`, the very function a local grid runs, and writes its
 checkpoints under ``out_dir/runs/...`` as locally; the driver gathers the outcomes in plan
 order and writes results.json, results.md and the figures, so the ``--out`` layout is that of
 a local run. A task asks for one GPU when the cluster has GPUs (the task then sees only that
@@ -18,9 +18,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from chexmix_dataset.distributed import DEFAULT_MAX_RETRIES, ray_session, require_ray
-
-from benchmark.harness import BenchOptions, Cell, InitialWeights, RunOutcome, run_one
+from benchmark.grid import BenchOptions, Cell, InitialWeights, RunOutcome
+from benchmark.runs import run_one
+from chexmix_dataset.dataset.distributed import DEFAULT_MAX_RETRIES, ray_session, require_ray
 
 
 def _run_in_task(cell: Cell, spec: str, seed: int, options: BenchOptions, out_dir: Path,

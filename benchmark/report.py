@@ -5,17 +5,13 @@ from __future__ import annotations
 import platform
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from chexmix_dataset.atomic import atomic_file, write_json
-
+from benchmark.grid import Cell, RunOutcome
 from benchmark.results import ROW_KEYS, replaced_fraction, sweep_rows
 from benchmark.stats import DEFAULT_RESAMPLES, paired_comparison, seed_spread, split_scores
-
-if TYPE_CHECKING:
-    from benchmark.harness import Cell, RunOutcome
+from chexmix_dataset.atomic import atomic_file, write_json
 
 EMPTY_GROUND_TRUTH_RULE = ("A test image without ground-truth lesions scores IoU = Dice = 1 when no lesion is "
                            "predicted on it and 0 otherwise; the rule is the same for every model.")
@@ -170,7 +166,7 @@ def comparison_line(comparison: dict) -> str:
 
 def training_line(row: dict) -> str:
     """What one table row trained on and the threshold its runs used, in one line."""
-    from chexmix_dataset.composition import describe_composition
+    from chexmix_dataset.dataset.composition import describe_composition
 
     composition = row.get("train_composition")
     data = describe_composition(composition) if composition else f"{row['train_images']} images"

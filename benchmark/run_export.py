@@ -10,15 +10,11 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from baselines import LesionModel
-from chexmix_dataset.atomic import atomic_file
-
+from benchmark.grid import Cell, RunOutcome
 from benchmark.model_files import save_model_files
-
-if TYPE_CHECKING:
-    from benchmark.harness import Cell, RunOutcome
+from chexmix_dataset.atomic import atomic_file
 
 MODEL_DIR = "model"
 TRAINING_KEYS = ("training_dataset", "config", "split", "augment", "model", "seed", "epochs", "best_epoch",

@@ -1,7 +1,7 @@
 """The validation part of a training split: the operating threshold and the best epoch.
 
 Each run holds out a patient-level part of its training split (never the test split):
-``chexmix_dataset.splits.patient_split`` on the rows' ``patient_id`` with seed 0, keeping
+``chexmix_dataset.dataset.splits.patient_split`` on the rows' ``patient_id`` with seed 0, keeping
 ``1 - VALIDATION_FRACTION`` of the images for training. The part is the same for every model and
 seed of a cell, so their scores stay comparable (parts without lesions: see below). After every
 epoch the model predicts it, and the *pooled* IoU (intersection over union of all its lesion
@@ -30,8 +30,7 @@ import numpy as np
 import torch
 
 from baselines import LesionModel
-from chexmix_dataset.splits import patient_split
-
+from chexmix_dataset.dataset.splits import patient_split
 
 VALIDATION_FRACTION = 0.2
 MIN_TRAIN_IMAGES = 10

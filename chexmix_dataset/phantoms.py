@@ -26,9 +26,9 @@ from scipy import ndimage
 from tqdm.auto import tqdm
 
 from chexmix_dataset.atomic import atomic_dir, atomic_file, check_replaceable, write_json
+from chexmix_dataset.ct.volume import CTVolume
+from chexmix_dataset.dataset.lesions import LesionInstance
 from chexmix_dataset.errors import ChexmixInputError
-from chexmix_dataset.lesions import LesionInstance
-from chexmix_dataset.volume import CTVolume
 
 DEFAULT_SHAPE = (512, 512, 133)
 FIELD_OF_VIEW_MM = (360.0, 360.0, 332.5)  # x (R), y (A), z (S): 512 x 0.703 mm, 133 x 2.5 mm

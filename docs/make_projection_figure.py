@@ -13,9 +13,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from chexmix_dataset.overlay import draw_overlay  # noqa: E402
+from chexmix_dataset.figures.overlay import draw_overlay  # noqa: E402
 from chexmix_dataset.phantoms import chest_phantom  # noqa: E402
-from chexmix_dataset.projection import ProjectorOptions, project_volume  # noqa: E402
+from chexmix_dataset.projector import ProjectorOptions, project_volume  # noqa: E402
 
 
 def main(out: Path = Path(__file__).with_name("projection.png")) -> None:

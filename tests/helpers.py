@@ -5,9 +5,9 @@ from __future__ import annotations
 import datasets
 import numpy as np
 
-from chexmix_dataset.features import FEATURES
-from chexmix_dataset.lesions import LesionInstance
-from chexmix_dataset.rows import make_row
+from chexmix_dataset.dataset.features import FEATURES
+from chexmix_dataset.dataset.lesions import LesionInstance
+from chexmix_dataset.dataset.rows import make_row
 
 
 def disc(shape: tuple[int, int], centre_yx: tuple[float, float], radius: float) -> np.ndarray:

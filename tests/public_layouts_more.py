@@ -14,7 +14,6 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 from PIL import Image
-
 from public_layouts import cxr_image, tiny_ct, write_nifti
 
 SIZE = 64  # px

@@ -6,12 +6,12 @@ import urllib.error
 
 import numpy as np
 import pytest
+import segmentation_models_pytorch.encoders as smp_encoders
 import torch
 import torchvision.models._api as torchvision_weights
-from torchvision.ops import FrozenBatchNorm2d
 from helpers import disc
+from torchvision.ops import FrozenBatchNorm2d
 
-import segmentation_models_pytorch.encoders as smp_encoders
 from baselines import LesionPrediction, available_models, build_model
 from baselines.base import IMAGENET_MEAN, IMAGENET_STD, to_normalised_rgb
 from baselines.unet import instances_from_probability

@@ -15,21 +15,23 @@ from PIL import Image
 
 import benchmark.cli as bench_cli
 import benchmark.harness as harness
+import benchmark.runs as runs
 from baselines import LesionModel
 from baselines.unet import instances_from_probability
-from benchmark.checkpoints import read_checkpoint
-from benchmark.validation import THRESHOLDS
 from benchmark.augment import AugmentParams, augment, sample_params
+from benchmark.checkpoints import read_checkpoint
 from benchmark.data import LesionDataset
 from benchmark.evaluate import OVERLAY_IMAGES, evaluate_split
-from benchmark.harness import BenchOptions, run_benchmark
+from benchmark.grid import BenchOptions
+from benchmark.harness import run_benchmark
 from benchmark.metrics import coco_segmentation_ap, dice, iou
 from benchmark.train import train_one_epoch
+from benchmark.validation import THRESHOLDS
 from chexmix_dataset.cli import main
+from chexmix_dataset.dataset.features import FEATURES
+from chexmix_dataset.dataset.lesions import decode_rle
 from chexmix_dataset.errors import ChexmixInputError
-from chexmix_dataset.features import FEATURES
-from chexmix_dataset.lesions import decode_rle
-from chexmix_dataset.projection import ProjectorOptions
+from chexmix_dataset.projector import ProjectorOptions
 
 FAST = BenchOptions(epochs=2, image_size=64, batch_size=2, progress=False)
 
@@ -208,7 +210,7 @@ def test_a_run_killed_mid_epoch_resumes_from_its_last_checkpoint_and_matches(tmp
     data = tiny_dataset_dict()
     straight = run_benchmark(data, ["unet"], FAST, tmp_path / "straight")
 
-    real_epoch = harness.train_one_epoch
+    real_epoch = runs.train_one_epoch
     epochs_started = []
 
     def killed_after_one_step_of_epoch_two(model, optimizer, scaler, loader, device, **kwargs):
@@ -223,7 +225,7 @@ def test_a_run_killed_mid_epoch_resumes_from_its_last_checkpoint_and_matches(tmp
                 yield batch
         return real_epoch(model, optimizer, scaler, dying_loader(), device, **kwargs)
 
-    monkeypatch.setattr(harness, "train_one_epoch", killed_after_one_step_of_epoch_two)
+    monkeypatch.setattr(runs, "train_one_epoch", killed_after_one_step_of_epoch_two)
     with pytest.raises(KeyboardInterrupt):
         run_benchmark(data, ["unet"], FAST, tmp_path / "killed")
     run_dir = tmp_path / "killed" / "runs" / "custom-custom-aug" / "unet" / "seed0"
@@ -232,7 +234,7 @@ def test_a_run_killed_mid_epoch_resumes_from_its_last_checkpoint_and_matches(tmp
     assert not (tmp_path / "killed" / "results.json").exists()
 
     epochs_started.clear()
-    monkeypatch.setattr(harness, "train_one_epoch",
+    monkeypatch.setattr(runs, "train_one_epoch",
                         lambda *a, **k: epochs_started.append(1) or real_epoch(*a, **k))
     resumed = run_benchmark(data, ["unet"], BenchOptions(**{**FAST.__dict__, "weights": "last"}), tmp_path / "killed")
     assert len(epochs_started) == 1  # only epoch 2 was trained again
@@ -252,16 +254,16 @@ def test_runs_resumed_before_their_first_checkpoint_start_from_the_initial_check
     assert json.loads((tmp_path / "straight" / "runs" / "init.json").read_text()) == {"weights": str(checkpoint)}
     assert straight["runs"][0]["initial_weights"] == straight["options"]["initial_weights"] == str(checkpoint)
 
-    real_epoch = harness.train_one_epoch
+    real_epoch = runs.train_one_epoch
 
     def killed_at_once(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(harness, "train_one_epoch", killed_at_once)
+    monkeypatch.setattr(runs, "train_one_epoch", killed_at_once)
     with pytest.raises(KeyboardInterrupt):
         run_benchmark(data, ["unet"], from_checkpoint, tmp_path / "killed")
     assert not list((tmp_path / "killed" / "runs").rglob("*.pt"))  # nothing to resume from but init.json
-    monkeypatch.setattr(harness, "train_one_epoch", real_epoch)
+    monkeypatch.setattr(runs, "train_one_epoch", real_epoch)
     resumed = run_benchmark(data, ["unet"], BenchOptions(**{**FAST.__dict__, "weights": "last"}), tmp_path / "killed")
     (a,), (b,) = straight["runs"], resumed["runs"]
     assert b["initial_weights"] == str(checkpoint) and b["weights"] == "last"
@@ -402,7 +404,7 @@ def test_chexmix_bench_on_the_sample_config_end_to_end(tmp_path, monkeypatch, ca
     assert main(["bench", "--config", "sample", "--image-size", "128", "--epochs", "1", "--models", "unet",
                  "--device", "cpu", "--out", str(out)]) == 0
     assert "| sample | 60/40 | y | unet |" in capsys.readouterr().out
-    from chexmix_dataset.builder import load_chexmix
+    from chexmix_dataset.dataset.builder import load_chexmix
 
     sample = load_chexmix("sample", split="60/40", seed=0)
     (run,) = json.loads((out / "results.json").read_text())["runs"]

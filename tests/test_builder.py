@@ -9,15 +9,15 @@ from pathlib import Path
 import datasets
 import numpy as np
 import pytest
-
-from chexmix_dataset import builder as builder_module
-from chexmix_dataset.builder import PAPER_CT_FRACTION, load_chexmix, make_builder
-from chexmix_dataset.cli import main
-from chexmix_dataset.errors import ChexmixInputError
-from chexmix_dataset.lesions import decode_rle
-from chexmix_dataset.projection import ProjectorOptions
-from chexmix_dataset.splits import parse_split, patient_split
 from public_layouts import make_covid19_ct_seg_zenodo, make_covid_chestxray, make_ct_folder
+
+from chexmix_dataset.cli import main
+from chexmix_dataset.dataset import builder as builder_module
+from chexmix_dataset.dataset.builder import PAPER_CT_FRACTION, load_chexmix, make_builder
+from chexmix_dataset.dataset.lesions import decode_rle
+from chexmix_dataset.dataset.splits import parse_split, patient_split
+from chexmix_dataset.errors import ChexmixInputError
+from chexmix_dataset.projector import ProjectorOptions
 
 SMALL_SAMPLE = dict(sample_n_ct=6, sample_n_cxr=10, sample_ct_shape=(64, 64, 24), sample_cxr_size=128,
                     projector=ProjectorOptions(size_px=128))

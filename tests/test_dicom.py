@@ -9,12 +9,12 @@ import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
+from dicom_series import write_ct_series
 from PIL import Image
 
 from chexmix_dataset.cli import main
+from chexmix_dataset.ct.volume import load_ct
 from chexmix_dataset.phantoms import chest_phantom
-from chexmix_dataset.volume import load_ct
-from dicom_series import write_ct_series
 
 SHAPE = (40, 40, 24)
 

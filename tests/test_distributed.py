@@ -18,13 +18,13 @@ import pytest
 # Before Ray is imported: the local instance then advertises and binds 127.0.0.1 only.
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 import ray  # noqa: E402
-
-from chexmix_dataset import builder as builder_module
-from chexmix_dataset.builder import load_chexmix, make_builder
-from chexmix_dataset.cli import main
-from chexmix_dataset.distributed import build_with_ray
 from public_layouts import make_ct_folder
 from test_builder import SMALL_SAMPLE
+
+from chexmix_dataset.cli import main
+from chexmix_dataset.dataset import builder as builder_module
+from chexmix_dataset.dataset.builder import load_chexmix, make_builder
+from chexmix_dataset.dataset.distributed import build_with_ray
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -155,9 +155,10 @@ def test_address_without_the_ray_engine_is_a_one_line_error(tmp_path, capsys):
 
 def test_bench_grid_on_ray_writes_the_same_results_as_a_local_grid(tmp_path, monkeypatch):
     import torch
-
-    from benchmark.harness import BenchOptions, Cell, run_grid
     from helpers import tiny_dataset_dict
+
+    from benchmark.grid import BenchOptions, Cell
+    from benchmark.harness import run_grid
 
     data = tiny_dataset_dict()
     cells = [Cell("Tiny discs", "tiny", "60/40", augment, data) for augment in (True, False)]

@@ -21,13 +21,13 @@ from urllib.parse import urlsplit
 
 import datasets
 import pytest
+from public_layouts import make_covid19_ct_seg_zenodo, make_covid_chestxray
 
-from chexmix_dataset.builder import default_config, make_builder
 from chexmix_dataset.cli import main
+from chexmix_dataset.dataset.builder import default_config, make_builder
 from chexmix_dataset.errors import ChexmixInputError
 from chexmix_dataset.sources import covid19_ct_seg, covid_chestxray
 from chexmix_dataset.sources.download import RECORDS_FILE, download_records, fetch, mirrored_url, read_records
-from public_layouts import make_covid19_ct_seg_zenodo, make_covid_chestxray
 
 GITHUB_ARCHIVE_TOP = "covid-chestxray-dataset-master/"
 ALL_URLS = {**covid_chestxray.URLS, **{f"ct_{k}": v for k, v in covid19_ct_seg.URLS.items()}}

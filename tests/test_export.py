@@ -10,6 +10,7 @@ from pathlib import Path
 import datasets
 import numpy as np
 import pytest
+from helpers import disc, disc_image_row, tiny_dataset_dict
 from matplotlib.path import Path as PolygonPath
 from PIL import Image
 from pycocotools import mask as mask_utils
@@ -19,13 +20,12 @@ from scipy import ndimage
 
 from chexmix_dataset import cli
 from chexmix_dataset.commands import dataset_args
+from chexmix_dataset.dataset.features import FEATURES
+from chexmix_dataset.dataset.lesions import LesionInstance
+from chexmix_dataset.dataset.rows import make_row
 from chexmix_dataset.errors import ChexmixInputError
 from chexmix_dataset.export import coco as coco_module
 from chexmix_dataset.export import export_coco, export_via, mask_to_polygons
-from chexmix_dataset.features import FEATURES
-from chexmix_dataset.lesions import LesionInstance
-from chexmix_dataset.rows import make_row
-from helpers import disc, disc_image_row, tiny_dataset_dict
 
 
 @pytest.fixture(scope="module")

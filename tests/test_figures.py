@@ -10,7 +10,7 @@ import pytest
 from helpers import tiny_dataset_dict
 
 import benchmark.figures as figures
-from benchmark.harness import Cell, RunOutcome
+from benchmark.grid import Cell, RunOutcome
 
 
 @pytest.fixture

@@ -11,13 +11,13 @@ import json
 from pathlib import Path
 
 import numpy as np
+import public_layouts as layouts
 import pytest
+from helpers import disc
 from PIL import Image
 
-import public_layouts as layouts
 from chexmix_dataset.sources import folders
 from chexmix_dataset.sources.annotations import image_size, read_grey_image
-from helpers import disc
 
 HEIGHT, WIDTH = 120, 160  # displayed size, px; not square so that a rotation shows
 DISCS = (((40.0, 50.0), 18.0), ((82.0, 112.0), 22.0))  # ((row, column) centre, radius) in px

@@ -18,10 +18,11 @@ from helpers import disc_image_row
 from baselines import build_model
 from benchmark.data import LesionDataset, collate
 from benchmark.evaluate import evaluate_split
-from benchmark.harness import BenchOptions, run_benchmark
+from benchmark.grid import BenchOptions
+from benchmark.harness import run_benchmark
 from benchmark.train import make_scaler, make_scheduler, train_step
-from chexmix_dataset.builder import load_chexmix
-from chexmix_dataset.features import FEATURES
+from chexmix_dataset.dataset.builder import load_chexmix
+from chexmix_dataset.dataset.features import FEATURES
 
 SIZE = 64
 

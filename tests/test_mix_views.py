@@ -6,19 +6,19 @@ import dataclasses
 from collections import Counter
 
 import numpy as np
+import public_layouts as layouts
 import pytest
 
-import public_layouts as layouts
-from chexmix_dataset.builder import PAPER_CT_FRACTION, load_chexmix, make_builder
 from chexmix_dataset.cli import main
+from chexmix_dataset.ct.views import rotate_about_si
+from chexmix_dataset.ct.volume import CTVolume
+from chexmix_dataset.dataset.builder import PAPER_CT_FRACTION, load_chexmix, make_builder
+from chexmix_dataset.dataset.splits import mixed_plan
 from chexmix_dataset.errors import ChexmixInputError
-from chexmix_dataset.projection import ProjectorOptions, project_volume
+from chexmix_dataset.projector import ProjectorOptions, project_volume
 from chexmix_dataset.sources import covid19_ct_seg, covid_chestxray
 from chexmix_dataset.sources.base import CTCase
 from chexmix_dataset.sources.patients import linked_patient_ids, radiopaedia_case_from_url
-from chexmix_dataset.splits import mixed_plan
-from chexmix_dataset.views import rotate_about_si
-from chexmix_dataset.volume import CTVolume
 
 
 @dataclasses.dataclass(frozen=True)

@@ -11,8 +11,9 @@ import pytest
 from scipy import ndimage
 
 from chexmix_dataset.cli import main
+from chexmix_dataset.ct.volume import load_ct
+from chexmix_dataset.dataset.lesions import coco_object
 from chexmix_dataset.errors import ChexmixInputError
-from chexmix_dataset.lesions import coco_object
 from chexmix_dataset.phantoms import (
     FIELD_OF_VIEW_MM,
     LESION_HU,
@@ -21,7 +22,6 @@ from chexmix_dataset.phantoms import (
     write_phantom_nifti,
     write_phantoms,
 )
-from chexmix_dataset.volume import load_ct
 
 SMALL = (64, 64, 40)
 TINY = (48, 48, 32)

@@ -8,16 +8,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from dicom_cxr import write_cxr_dicom
 from PIL import Image
 
 from benchmark import cli as bench_cli
 from benchmark.model_files import load_model
 from benchmark.predict import model_input
 from chexmix_dataset import phantoms
-from chexmix_dataset import publish as publish_mod
 from chexmix_dataset.cli import main
-from chexmix_dataset.projection import ProjectorOptions
-from dicom_cxr import write_cxr_dicom
+from chexmix_dataset.hub import publish as publish_mod
+from chexmix_dataset.projector import ProjectorOptions
 
 EXIF_ORIENTATION = 0x0112
 
@@ -98,7 +98,7 @@ def test_predict_on_png_jpeg_exif_16bit_and_dicom(run_dir, tmp_path, capsys):
         union = np.zeros(upright.shape, dtype=bool)
         for instance in instances:
             assert 0.0 <= instance["score"] <= 1.0
-            from chexmix_dataset.lesions import decode_rle
+            from chexmix_dataset.dataset.lesions import decode_rle
             union |= decode_rle(instance["segmentation"])
         assert not (union & (_mask(out, name) == 0)).any(), "instances lie inside the lesion area"
         assert by_name[name]["lesion_area_px"] == int((_mask(out, name) > 0).sum())

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from chexmix_dataset.cli import main
-from chexmix_dataset.lesions import decode_rle
+from chexmix_dataset.dataset.lesions import decode_rle
 from chexmix_dataset.phantoms import chest_phantom, write_phantom_nifti
 
 

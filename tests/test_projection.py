@@ -9,11 +9,13 @@ import nibabel as nib
 import numpy as np
 import pytest
 from PIL import Image
+from published_loop import published_create_cxr, published_display
 from scipy import ndimage
 
+from chexmix_dataset.ct.volume import CTVolume, load_ct
 from chexmix_dataset.errors import ChexmixInputError
 from chexmix_dataset.phantoms import chest_phantom
-from chexmix_dataset.projection import (
+from chexmix_dataset.projector import (
     MU_WATER_60KEV_PER_MM,
     ProjectorOptions,
     _seed_display,
@@ -21,8 +23,6 @@ from chexmix_dataset.projection import (
     project_volume,
     seed_projection,
 )
-from chexmix_dataset.volume import CTVolume, load_ct
-from published_loop import published_create_cxr, published_display
 
 # The oracle keeps the published code's Image.getdata, which Pillow plans to remove.
 pytestmark = pytest.mark.filterwarnings("ignore:Image.Image.getdata:DeprecationWarning")

@@ -11,9 +11,9 @@ from PIL import Image
 
 from chexmix_dataset.cli import main
 from chexmix_dataset.commands.dataset_args import add_dataset_arguments, builder_from_args
+from chexmix_dataset.ct.volume import load_ct
 from chexmix_dataset.phantoms import chest_phantom, write_phantom_nifti
 from chexmix_dataset.projector import ProjectorOptions, project_volume
-from chexmix_dataset.volume import load_ct
 
 
 @pytest.fixture(scope="module")

@@ -9,10 +9,13 @@ import pytest
 import torch
 from scipy import ndimage
 
+from chexmix_dataset.ct.volume import CTVolume
 from chexmix_dataset.errors import ChexmixInputError
 from chexmix_dataset.phantoms import chest_phantom
 from chexmix_dataset.projector import (
     MU_WATER_60KEV_PER_MM as MU,
+)
+from chexmix_dataset.projector import (
     ConeGeometry,
     ProjectorOptions,
     cone_line_integral,
@@ -20,7 +23,6 @@ from chexmix_dataset.projector import (
     line_integral_mm,
     project_volume,
 )
-from chexmix_dataset.volume import CTVolume
 
 
 def _ct(hu: np.ndarray, spacing=(1.0, 1.0, 1.0), labels=None) -> CTVolume:

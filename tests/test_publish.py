@@ -16,17 +16,17 @@ import datasets
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from helpers import tiny_dataset_dict
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, DatasetCard, DatasetCardData
 from huggingface_hub.errors import HfHubHTTPError
 from huggingface_hub.hf_api import CommitInfo, RepoFile, RepoFolder
 from PIL import Image
 
-from chexmix_dataset.licences import LICENCE_SECTION_TITLE
 from chexmix_dataset import cli
-from chexmix_dataset import publish as publish_mod
+from chexmix_dataset.dataset.features import FEATURES
 from chexmix_dataset.errors import ChexmixInputError
-from chexmix_dataset.features import FEATURES
-from helpers import tiny_dataset_dict
+from chexmix_dataset.hub import publish as publish_mod
+from chexmix_dataset.hub.licences import LICENCE_SECTION_TITLE
 
 CARD = """---
 license: other

@@ -7,18 +7,23 @@ from collections import Counter
 from pathlib import Path
 
 import datasets
+import public_layouts_more as more
 import pyarrow.parquet as pq
 import pytest
 from huggingface_hub import DatasetCard
+from test_publish import (
+    CARD,
+    FakeHub,
+    error_lines,
+    offline_publish,  # noqa: F401 - a fixture
+    run_cli,
+)
 
-import public_layouts_more as more
-from chexmix_dataset.licences import LICENCE_SECTION_TITLE
-from chexmix_dataset import publish as publish_mod
-from chexmix_dataset.builder import make_builder
+from chexmix_dataset.dataset.builder import make_builder
 from chexmix_dataset.errors import ChexmixInputError
+from chexmix_dataset.hub import publish as publish_mod
+from chexmix_dataset.hub.licences import LICENCE_SECTION_TITLE
 from chexmix_dataset.sources import covid_qu_ex, mosmed
-from test_publish import CARD, FakeHub, error_lines, run_cli
-from test_publish import offline_publish  # noqa: F401 - a fixture
 
 ND = mosmed.LICENSE  # "CC-BY-NC-ND-3.0"
 

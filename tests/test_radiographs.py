@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from dicom_cxr import write_cxr_dicom
 from PIL import Image
 
 from chexmix_dataset.errors import ChexmixInputError
-from chexmix_dataset.radiographs import read_radiograph
-from dicom_cxr import write_cxr_dicom
+from chexmix_dataset.xray.radiographs import read_radiograph
 
 
 def _exposure(height: int = 40, width: int = 30) -> np.ndarray:

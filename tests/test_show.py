@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import disc, tiny_dataset_dict
 from PIL import Image
 
 from chexmix_dataset import cli
 from chexmix_dataset.commands import dataset_args
 from chexmix_dataset.commands.show import spread_indices
-from chexmix_dataset.lesions import LesionInstance
-from chexmix_dataset.overlay import LESION_COLOURS, draw_overlay, lesion_colour, outline, row_instances, save_grid, save_png
-from helpers import disc, tiny_dataset_dict
+from chexmix_dataset.dataset.lesions import LesionInstance
+from chexmix_dataset.figures.overlay import (
+    LESION_COLOURS,
+    draw_overlay,
+    lesion_colour,
+    outline,
+    row_instances,
+    save_grid,
+    save_png,
+)
 
 
 def four_neighbour_edge(mask: np.ndarray) -> np.ndarray:

@@ -10,15 +10,15 @@ from pathlib import Path
 import datasets
 import nibabel as nib
 import numpy as np
+import public_layouts as layouts
 import pytest
 from pycocotools import mask as mask_utils
 
-import public_layouts as layouts
+from chexmix_dataset.ct.volume import load_ct
+from chexmix_dataset.dataset.lesions import decode_rle
+from chexmix_dataset.dataset.rows import make_row
 from chexmix_dataset.errors import ChexmixInputError
-from chexmix_dataset.lesions import decode_rle
-from chexmix_dataset.rows import make_row
 from chexmix_dataset.sources import SOURCES, covid19_ct_seg, covid_chestxray, folders, phantom, scan_sources
-from chexmix_dataset.volume import load_ct
 
 
 def collect():
@@ -409,11 +409,11 @@ def test_damaged_phantom_cache_is_rebuilt(tmp_path):
 
 def test_our_coco_export_reads_back_as_a_cxr_folder(tmp_path):
     import numpy as np
-
-    from chexmix_dataset.export import export_coco
-    from chexmix_dataset.lesions import decode_rle
-    from chexmix_dataset.sources.folders import CXR_FOLDER
     from helpers import tiny_dataset_dict
+
+    from chexmix_dataset.dataset.lesions import decode_rle
+    from chexmix_dataset.export import export_coco
+    from chexmix_dataset.sources.folders import CXR_FOLDER
 
     dataset = tiny_dataset_dict(n_train=3, n_test=2)
     export_coco(dataset, tmp_path / "coco")

@@ -10,14 +10,14 @@ from pathlib import Path
 
 import datasets
 import numpy as np
+import public_layouts_more as more
 import pytest
 
-import public_layouts_more as more
-from chexmix_dataset.builder import make_builder
+from chexmix_dataset.ct.volume import load_ct
+from chexmix_dataset.dataset.builder import make_builder
 from chexmix_dataset.errors import ChexmixInputError
 from chexmix_dataset.sources import SOURCES, covid19_20, covid_qu_ex, mosmed, qata_cov19, scan_sources
 from chexmix_dataset.sources.base import CTCase
-from chexmix_dataset.volume import load_ct
 
 
 def dl_manager(tmp_path: Path) -> datasets.DownloadManager:
@@ -260,7 +260,7 @@ def test_split_official_refuses_sources_without_one(tmp_path, config, sources, w
 
 
 def test_split_official_never_splits_a_patient():
-    from chexmix_dataset.splits import official_split
+    from chexmix_dataset.dataset.splits import official_split
 
     items = [types.SimpleNamespace(patient_id="p1", origin="x", official_split="train"),
              types.SimpleNamespace(patient_id="p1", origin="x", official_split="test"),

@@ -10,8 +10,15 @@ import pytest
 from scipy import stats as scipy_stats
 
 from benchmark.report import compare_rows, comparison_line, results_markdown, summarize
-from benchmark.stats import (mean_ci, paired_comparison, pooled_iou, ratio_bootstrap, seed_spread, split_scores,
-                             wilcoxon_p)
+from benchmark.stats import (
+    mean_ci,
+    paired_comparison,
+    pooled_iou,
+    ratio_bootstrap,
+    seed_spread,
+    split_scores,
+    wilcoxon_p,
+)
 
 
 def test_patient_bootstrap_ci_covers_the_true_mean_at_about_the_nominal_rate() -> None:

@@ -16,11 +16,12 @@ import benchmark.data as bench_data
 from baselines import LesionModel, LesionPrediction, build_model
 from benchmark.checkpoints import estimated_sizes_mb, read_checkpoint
 from benchmark.data import LesionDataset, make_loader
-from benchmark.harness import BenchOptions, run_benchmark
+from benchmark.grid import BenchOptions
+from benchmark.harness import run_benchmark
 from benchmark.train import load_scaler_state, lr_factor
 from benchmark.validation import THRESHOLDS, best_threshold, split_validation, validation_ious
+from chexmix_dataset.dataset.features import FEATURES
 from chexmix_dataset.errors import ChexmixInputError
-from chexmix_dataset.features import FEATURES
 
 FAST = BenchOptions(epochs=2, image_size=64, batch_size=2, progress=False)
 

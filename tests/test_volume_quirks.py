@@ -10,16 +10,16 @@ import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
-from PIL import Image
-
-from chexmix_dataset.cli import main
-from chexmix_dataset.errors import ChexmixInputError
-from chexmix_dataset.phantoms import chest_phantom
-from chexmix_dataset.projection import MAX_SIZE_PX, ProjectorOptions, line_integral_mm, project_volume
-from chexmix_dataset.volume import CTVolume, load_ct, to_ras
 from dicom_series import write_ct_series
+from PIL import Image
 from public_layouts import make_ct_folder, write_nifti
 from published_loop import published_create_cxr, published_display
+
+from chexmix_dataset.cli import main
+from chexmix_dataset.ct.volume import CTVolume, load_ct, to_ras
+from chexmix_dataset.errors import ChexmixInputError
+from chexmix_dataset.phantoms import chest_phantom
+from chexmix_dataset.projector import MAX_SIZE_PX, ProjectorOptions, line_integral_mm, project_volume
 
 pytestmark = pytest.mark.filterwarnings("ignore:Image.Image.getdata:DeprecationWarning")
 
@@ -316,7 +316,7 @@ def test_slice_images_stored_sideways_with_exif_orientation_read_upright(tmp_pat
     """A slice folder whose JPEG-era export stored slices rotated with an Orientation tag."""
     from PIL import Image as PILImage
 
-    from chexmix_dataset.volume import read_slice_folder
+    from chexmix_dataset.ct.volume import read_slice_folder
 
     rng = np.random.default_rng(0)
     upright = [rng.integers(0, 255, size=(12, 20), dtype=np.uint8) for _ in range(3)]

@@ -2,7 +2,7 @@
 
 ``--out DIR`` also writes the rows in the Hub layout ``chexmix publish --local-dir`` writes
 (``datasets.load_dataset(DIR, C)`` reads it). ``--engine ray --out DIR`` projects the items as
-Ray tasks (:mod:`chexmix_dataset.distributed`) and writes the same rows into DIR.
+Ray tasks (:mod:`chexmix_dataset.dataset.distributed`) and writes the same rows into DIR.
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ from typing import Mapping
 
 import datasets
 
-from chexmix_dataset.builder import image_id_for
-from chexmix_dataset.composition import describe_composition, split_composition
+from chexmix_dataset.commands.dataset_args import add_dataset_arguments, add_engine_arguments, builder_from_args
+from chexmix_dataset.dataset.builder import image_id_for
+from chexmix_dataset.dataset.composition import describe_composition, split_composition
+from chexmix_dataset.dataset.splits import SplitPlan
 from chexmix_dataset.errors import ChexmixInputError
 from chexmix_dataset.sources.download import download_records, format_record
-from chexmix_dataset.splits import SplitPlan
-from chexmix_dataset.commands.dataset_args import add_dataset_arguments, add_engine_arguments, builder_from_args
 
 NOT_LOADED = "could not be loaded (see the warning above)"
 
@@ -86,7 +86,7 @@ def source_table(dataset: datasets.DatasetDict, plan: SplitPlan) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     from chexmix_dataset.atomic import check_replaceable
-    from chexmix_dataset.publish import EXPORT_NAMES, read_dataset_card, write_hub_tree
+    from chexmix_dataset.hub.publish import EXPORT_NAMES, read_dataset_card, write_hub_tree
 
     if args.engine == "ray" and args.out is None:
         raise ChexmixInputError("--engine ray writes its rows to --out DIR: give --out")
@@ -114,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_on_ray(args: argparse.Namespace, builder) -> int:
-    from chexmix_dataset.distributed import build_with_ray
+    from chexmix_dataset.dataset.distributed import build_with_ray
 
     result = build_with_ray(builder, args.out, address=args.address, num_cpus=args.num_proc)
     print(f"CheXMix {args.config} (split {args.split}, seed {args.seed}) built on Ray into {result.out_dir}")

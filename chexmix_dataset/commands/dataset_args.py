@@ -9,7 +9,7 @@ from pathlib import Path
 import datasets
 
 from chexmix_dataset.commands.project import add_geometry_arguments, geometry_options
-from chexmix_dataset.builder import CONFIG_NAMES, PAPER_CT_FRACTION, CheXMix, default_config, make_builder
+from chexmix_dataset.dataset.builder import CONFIG_NAMES, PAPER_CT_FRACTION, CheXMix, default_config, make_builder
 
 
 def add_dataset_arguments(parser: argparse.ArgumentParser, config_required: bool = True) -> None:

@@ -16,7 +16,9 @@ from chexmix_dataset.export.common import check_out_dir
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from chexmix_dataset.commands.dataset_args import add_dataset_arguments  # imports the builder: only when `export` is used
+    from chexmix_dataset.commands.dataset_args import (
+        add_dataset_arguments,  # imports the builder: only when `export` is used
+    )
 
     parser.add_argument("format", choices=sorted(EXPORTERS), help="coco (instances_*.json, RLE masks) or via "
                         "(Matterport Mask R-CNN balloon layout, polygons)")

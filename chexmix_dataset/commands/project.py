@@ -8,11 +8,18 @@ from pathlib import Path
 from PIL import Image
 
 from chexmix_dataset.atomic import atomic_dir, check_replaceable, write_json
-from chexmix_dataset.lesions import coco_object, union_mask
-from chexmix_dataset.overlay import draw_overlay
-from chexmix_dataset.projector import BEAMS, DEFAULT_SID_MM, DISPLAYS, GEOMETRIES, MAX_SIZE_PX, ProjectorOptions, project_volume
-from chexmix_dataset.volume import SLICE_ORDERS, load_ct
-
+from chexmix_dataset.ct.volume import SLICE_ORDERS, load_ct
+from chexmix_dataset.dataset.lesions import coco_object, union_mask
+from chexmix_dataset.figures.overlay import draw_overlay
+from chexmix_dataset.projector import (
+    BEAMS,
+    DEFAULT_SID_MM,
+    DISPLAYS,
+    GEOMETRIES,
+    MAX_SIZE_PX,
+    ProjectorOptions,
+    project_volume,
+)
 
 OUTPUT_NAMES = ("xray.png", "mask.png", "overlay.png", "instances.json")
 

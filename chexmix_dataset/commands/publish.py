@@ -9,14 +9,14 @@ cache (``hf auth login``) and is never printed.
 
 Rows whose licence forbids redistributing derivatives (ND) or is unknown stop the publish with one
 line naming those licences and their row counts; ``--include-licence CC-BY-NC-ND-3.0,unknown``
-publishes them anyway, for publishers who hold the right to (see :mod:`chexmix_dataset.publish`).
+publishes them anyway, for publishers who hold the right to (see :mod:`chexmix_dataset.hub.publish`).
 """
 
 from __future__ import annotations
 
 import argparse
 
-from chexmix_dataset.publish import CONFIG_NAMES, TARGET_SHARD_BYTES, publish
+from chexmix_dataset.hub.publish import CONFIG_NAMES, TARGET_SHARD_BYTES, publish
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

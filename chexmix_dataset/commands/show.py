@@ -8,11 +8,13 @@ from pathlib import Path
 import numpy as np
 
 from chexmix_dataset.errors import ChexmixInputError
-from chexmix_dataset.overlay import save_grid
+from chexmix_dataset.figures.overlay import save_grid
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from chexmix_dataset.commands.dataset_args import add_dataset_arguments  # imports the builder: only when `show` is used
+    from chexmix_dataset.commands.dataset_args import (
+        add_dataset_arguments,  # imports the builder: only when `show` is used
+    )
 
     parser.add_argument("--out", type=Path, required=True, help="PNG to write (atomically)")
     # --split is the dataset's train/test ratio (dataset options), hence --subset here.

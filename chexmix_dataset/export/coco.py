@@ -21,7 +21,7 @@ import datasets
 
 from chexmix_dataset import __version__
 from chexmix_dataset.atomic import atomic_dir, write_json
-from chexmix_dataset.features import CATEGORY_NAMES
+from chexmix_dataset.dataset.features import CATEGORY_NAMES
 from chexmix_dataset.export.common import check_out_dir, grey_png, image_file_name, iter_rows
 
 CATEGORIES = [{"id": index + 1, "name": name, "supercategory": "lung"} for index, name in enumerate(CATEGORY_NAMES)]

@@ -36,8 +36,8 @@ import datasets
 import numpy as np
 
 from chexmix_dataset.atomic import atomic_dir, write_json
+from chexmix_dataset.dataset.lesions import decode_rle
 from chexmix_dataset.errors import ChexmixInputError
-from chexmix_dataset.lesions import decode_rle
 from chexmix_dataset.export.common import check_out_dir, grey_png, image_file_name, iter_rows
 
 SUBSET_OF_SPLIT = {"train": "train", "test": "val"}

@@ -22,7 +22,16 @@ from typing import Callable
 
 import numpy as np
 
-from chexmix_dataset.projector.backend import Array, float_slabs, is_torch, like, sparse_rows_matmul, swap_last_axes, to_device, to_numpy
+from chexmix_dataset.projector.backend import (
+    Array,
+    float_slabs,
+    is_torch,
+    like,
+    sparse_rows_matmul,
+    swap_last_axes,
+    to_device,
+    to_numpy,
+)
 from chexmix_dataset.projector.geometry import ConeGeometry
 
 # float32 slab chunks of about 4 MiB on the CPU; a GPU takes far bigger bites.

@@ -2,7 +2,7 @@
 
 Pose
     The patient's rotation about the superior-inferior axis (``view_deg``) is applied to the
-    volume before any renderer sees it, by :func:`chexmix_dataset.views.rotate_about_si` (one
+    volume before any renderer sees it, by :func:`chexmix_dataset.ct.views.rotate_about_si` (one
     implementation for the projector and the builder's extra views).
 
 Parallel geometry
@@ -27,8 +27,8 @@ from typing import Literal
 
 import numpy as np
 
+from chexmix_dataset.ct.views import rotate_about_si  # noqa: F401  (the pose, re-exported for readers of this module)
 from chexmix_dataset.errors import ChexmixInputError
-from chexmix_dataset.views import rotate_about_si  # noqa: F401  (the pose, re-exported for readers of this module)
 from chexmix_dataset.projector.options import MAX_SIZE_PX, ProjectorOptions
 from chexmix_dataset.projector.parallel import square_pixel_shape
 

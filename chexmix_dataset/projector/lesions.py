@@ -15,8 +15,8 @@ from typing import Iterator
 import numpy as np
 from scipy import ndimage
 
-from chexmix_dataset.lesions import LesionInstance
-from chexmix_dataset.volume import CTVolume
+from chexmix_dataset.ct.volume import CTVolume
+from chexmix_dataset.dataset.lesions import LesionInstance
 from chexmix_dataset.projector.cone import cone_path_mm
 from chexmix_dataset.projector.geometry import ConeGeometry
 from chexmix_dataset.projector.options import ProjectorOptions

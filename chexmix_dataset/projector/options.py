@@ -8,8 +8,8 @@ from typing import Literal
 
 import numpy as np
 
+from chexmix_dataset.dataset.lesions import LesionInstance
 from chexmix_dataset.errors import ChexmixInputError
-from chexmix_dataset.lesions import LesionInstance
 
 MU_WATER_60KEV_PER_MM = 0.0206
 # Longest image side: a 43 cm flat-panel detector at its finest 0.1 mm pitch is about 4300 px;
@@ -53,7 +53,7 @@ class ProjectorOptions:
         detector_pixel_mm: cone: detector pixel pitch in mm; None: the whole CT, magnified,
             over ``size_px`` px on the longer side.
         view_deg: patient rotation about the superior-inferior axis in degrees (convention of
-            :mod:`chexmix_dataset.views`), applied before projecting in either geometry.
+            :mod:`chexmix_dataset.ct.views`), applied before projecting in either geometry.
         display: physics mode: "linear" (default: ``-ln T`` windowed linearly) or "radiograph"
             (quantum noise, tissue equalisation, unsharp mask, sigmoid detector response; see
             :func:`.display.radiograph_uint8`). ``line_integral`` is the same for both.

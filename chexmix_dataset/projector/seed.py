@@ -21,8 +21,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
+from chexmix_dataset.ct.volume import CTVolume
 from chexmix_dataset.errors import ChexmixInputError
-from chexmix_dataset.volume import CTVolume
 from chexmix_dataset.projector.parallel import _chunks, _reduce_ap
 
 SEED_MIN_ROWS = 300

@@ -14,7 +14,16 @@ from typing import Any
 import datasets
 
 from chexmix_dataset.errors import ChexmixInputError
-from chexmix_dataset.sources import covid19_20, covid19_ct_seg, covid_chestxray, covid_qu_ex, folders, mosmed, phantom, qata_cov19
+from chexmix_dataset.sources import (
+    covid19_20,
+    covid19_ct_seg,
+    covid_chestxray,
+    covid_qu_ex,
+    folders,
+    mosmed,
+    phantom,
+    qata_cov19,
+)
 from chexmix_dataset.sources.base import CTCase, CXRCase, SkippedItem, SourceScan
 
 SOURCES: dict[str, Any] = {

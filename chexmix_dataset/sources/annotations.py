@@ -27,10 +27,10 @@ from PIL import Image, UnidentifiedImageError
 from pycocotools import mask as mask_utils
 from scipy import ndimage
 
+from chexmix_dataset.dataset.lesions import LesionInstance
 from chexmix_dataset.errors import ChexmixInputError
-from chexmix_dataset.images import SIXTEEN_BIT_MODES, IMAGE_SUFFIXES, image_size, open_upright, read_grey_image  # noqa: F401
-from chexmix_dataset.lesions import LesionInstance
 from chexmix_dataset.sources.base import SkippedItem
+from chexmix_dataset.xray.images import IMAGE_SUFFIXES, SIXTEEN_BIT_MODES, image_size, open_upright, read_grey_image  # noqa: F401
 
 # Region attribute keys read as the lesion type, in this order; CT2Xray's "type" is "unknown".
 LESION_TYPE_KEYS = ("lesion_type", "lesion", "label", "class")

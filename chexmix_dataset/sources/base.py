@@ -8,8 +8,8 @@ from typing import Callable
 
 import numpy as np
 
+from chexmix_dataset.dataset.lesions import LesionInstance
 from chexmix_dataset.errors import ChexmixInputError
-from chexmix_dataset.lesions import LesionInstance
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ class CTCase:
             linearly (lo -> 0, hi -> 255), so HU = lo + value * (hi - lo) / 255. The
             COVID-19-CT-Seg Radiopaedia cases are stored this way, with (-1250, 250).
         view_deg: the patient's turn about the superior-inferior axis in degrees for this
-            projection (:mod:`chexmix_dataset.views`); 0 is the CT as scanned. Sources always
+            projection (:mod:`chexmix_dataset.ct.views`); 0 is the CT as scanned. Sources always
             give 0; a mix that needs more projections than CTs adds turned views.
     """
 

@@ -111,11 +111,11 @@ def _reusable(record: dict[str, Any] | None) -> bool:
 def download_records(builder: Any) -> list[dict[str, Any]]:
     """The records of the downloads a builder's sources use (see the module doc), in URL order.
 
-    ``builder`` is a :class:`chexmix_dataset.builder.CheXMix` after ``download_and_prepare``.
+    ``builder`` is a :class:`chexmix_dataset.dataset.builder.CheXMix` after ``download_and_prepare``.
     Each record: ``source``, ``url``, ``fetched_from``, ``path``, ``sha256``, ``bytes``. Empty
     when the builder reads ``--data-dir`` (nothing was downloaded).
     """
-    from chexmix_dataset.builder import DEFAULT_SOURCES  # the builder imports the sources, so import it here
+    from chexmix_dataset.dataset.builder import DEFAULT_SOURCES  # the builder imports the sources, so import it here
     from chexmix_dataset.sources import SOURCES
 
     config = builder.config

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import nibabel as nib
 
-from chexmix_dataset.nifti import NIFTI_SUFFIXES
+from chexmix_dataset.ct.nifti import NIFTI_SUFFIXES
 from chexmix_dataset.sources.base import SkippedItem
 
 

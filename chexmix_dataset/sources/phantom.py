@@ -17,8 +17,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from chexmix_dataset.atomic import atomic_dir, write_json
+from chexmix_dataset.dataset.lesions import LesionInstance
 from chexmix_dataset.errors import ChexmixInputError
-from chexmix_dataset.lesions import LesionInstance
 from chexmix_dataset.sources.base import CTCase, CXRCase, SourceScan
 
 NAME = "phantom"

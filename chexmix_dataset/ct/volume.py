@@ -39,9 +39,9 @@ import nibabel as nib
 import numpy as np
 from PIL import UnidentifiedImageError
 
+from chexmix_dataset.ct.nifti import is_nifti, read_nifti_stored
 from chexmix_dataset.errors import ChexmixInputError
-from chexmix_dataset.images import SIXTEEN_BIT_MODES, open_upright
-from chexmix_dataset.nifti import is_nifti, read_nifti_stored
+from chexmix_dataset.xray.images import SIXTEEN_BIT_MODES, open_upright
 
 logger = logging.getLogger(__name__)
 
@@ -238,7 +238,7 @@ def _read_any(path: str | os.PathLike, what: str, slice_spacing_mm: tuple[float,
     if not path.exists():
         raise ChexmixInputError(f"{what} does not exist", path)
     if path.is_dir():
-        from chexmix_dataset.dicom import is_dicom_folder, read_dicom_series  # pydicom only where DICOM is read
+        from chexmix_dataset.ct.dicom import is_dicom_folder, read_dicom_series  # pydicom only where DICOM is read
 
         if is_dicom_folder(path):
             series = read_dicom_series(path, what, require_ct=not is_mask)

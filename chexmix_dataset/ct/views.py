@@ -3,7 +3,7 @@
 Real frontal chest X-rays are rarely taken with the patient perfectly square to the detector;
 rotations of a few degrees about the body's long axis are common. When a mix needs more CT
 projections than there are CTs, each CT contributes several such views (see
-:func:`chexmix_dataset.splits.mixed_plan`).
+:func:`chexmix_dataset.dataset.splits.mixed_plan`).
 
 The projector applies the same rotation for ``ProjectorOptions.view_deg``
 (:func:`chexmix_dataset.projector.project_volume`): one implementation for both.
@@ -20,7 +20,7 @@ import dataclasses
 import numpy as np
 from scipy import ndimage
 
-from chexmix_dataset.volume import CTVolume
+from chexmix_dataset.ct.volume import CTVolume
 
 #: Views per CT in the order a mix takes them: the CT as scanned, then small turns each way.
 VIEW_ANGLES_DEG: tuple[float, ...] = (0.0, 5.0, -5.0, 10.0, -10.0)

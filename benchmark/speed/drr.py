@@ -18,6 +18,9 @@ import argparse
 import numpy as np
 import torch
 
+from benchmark.speed import print_table
+from benchmark.speed.projector import best_of
+from chexmix_dataset.ct.volume import CTVolume
 from chexmix_dataset.phantoms import chest_phantom
 from chexmix_dataset.projector import (
     MU_WATER_60KEV_PER_MM,
@@ -27,10 +30,6 @@ from chexmix_dataset.projector import (
     cone_line_integral,
     project_volume,
 )
-from chexmix_dataset.volume import CTVolume
-
-from benchmark.speed import print_table
-from benchmark.speed_projector import best_of
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

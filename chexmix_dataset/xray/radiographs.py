@@ -3,7 +3,7 @@
 Every reader returns a (height, width) uint8 image, upright and dense-is-bright (bone white,
 air black), the convention of CheXMix rows:
 
-- PNG, JPEG, TIFF, ...: :func:`chexmix_dataset.images.read_grey_image` (EXIF
+- PNG, JPEG, TIFF, ...: :func:`chexmix_dataset.xray.images.read_grey_image` (EXIF
   Orientation applied; 16-bit images mapped linearly from their own min..max to 0..255).
 - DICOM (pydicom): stored values through the modality LUT (RescaleSlope/Intercept), then the
   VOI transform the file asks for: a VOI LUT Sequence (first LUT, scaled by its largest entry),
@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from chexmix_dataset.errors import ChexmixInputError
-from chexmix_dataset.images import read_grey_image
+from chexmix_dataset.xray.images import read_grey_image
 
 DICOM_SUFFIXES = (".dcm", ".dicom")
 

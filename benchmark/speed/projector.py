@@ -16,11 +16,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from benchmark.speed import print_table
+from chexmix_dataset.ct.volume import CTVolume
 from chexmix_dataset.phantoms import chest_phantom
 from chexmix_dataset.projector import ProjectorOptions, project_volume, seed_slices
-from chexmix_dataset.volume import CTVolume
-
-from benchmark.speed import print_table
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

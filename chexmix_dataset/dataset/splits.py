@@ -11,7 +11,7 @@ Rules:
   (a seeded choice) are replaced by as many CT projections. CTs of patients whose CXRs are in
   the test set are never used. With enough CTs, each chosen CT (a seeded choice) gives one
   frontal view; with too few, every CT gives its frontal view and further views turned about
-  the superior-inferior axis (:data:`chexmix_dataset.views.VIEW_ANGLES_DEG`: 0, +5, -5, +10,
+  the superior-inferior axis (:data:`chexmix_dataset.ct.views.VIEW_ANGLES_DEG`: 0, +5, -5, +10,
   -10 degrees, taken in that order, each angle by a seeded share of the CTs) until the quota is
   filled. When even that cannot fill it, planning fails: the mix never shrinks silently.
 - ``official`` (:func:`official_split`): each item goes where its collection's own split puts it
@@ -23,14 +23,14 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from dataclasses import dataclass, field
 from collections import Counter
+from dataclasses import dataclass, field
 from typing import Sequence, TypeVar
 
 import numpy as np
 
+from chexmix_dataset.ct.views import VIEW_ANGLES_DEG
 from chexmix_dataset.errors import ChexmixInputError
-from chexmix_dataset.views import VIEW_ANGLES_DEG
 
 Item = TypeVar("Item")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from chexmix_dataset.lesions import LesionInstance, coco_object, union_mask
+from chexmix_dataset.dataset.lesions import LesionInstance, coco_object, union_mask
 
 
 def make_row(

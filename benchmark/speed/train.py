@@ -17,7 +17,6 @@ import datasets
 import torch
 
 from baselines import build_model
-
 from benchmark.data import LesionDataset, default_workers, make_loader
 from benchmark.train import make_scaler, move_batch, resolve_device, train_step
 

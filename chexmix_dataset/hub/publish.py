@@ -31,8 +31,8 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import shutil
 import re
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +42,7 @@ import datasets
 import yaml
 from datasets.table import embed_table_storage
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, DatasetCard, HfApi, get_token
-from huggingface_hub.errors import HFValidationError, HfHubHTTPError
+from huggingface_hub.errors import HfHubHTTPError, HFValidationError
 from huggingface_hub.errors import HTTPError as HubTransportError  # httpx's (1.x) or requests' (0.x) base error
 from huggingface_hub.hf_api import RepoFile
 from huggingface_hub.utils import validate_repo_id
@@ -51,10 +51,16 @@ from tqdm.auto import tqdm
 
 from chexmix_dataset import __version__
 from chexmix_dataset.atomic import atomic_dir, check_replaceable
-from chexmix_dataset.builder import CONFIG_NAMES, load_chexmix
+from chexmix_dataset.dataset.builder import CONFIG_NAMES, load_chexmix
 from chexmix_dataset.errors import ChexmixInputError
-from chexmix_dataset.licences import (check_publishable, licence_details, licence_rows, licence_section,  # noqa: F401
-                       publication_problem, with_licence_section)
+from chexmix_dataset.hub.licences import (  # noqa: F401
+    check_publishable,
+    licence_details,
+    licence_rows,
+    licence_section,
+    publication_problem,
+    with_licence_section,
+)
 
 DEFAULT_CONFIG = "mixed"
 TARGET_SHARD_BYTES = 500_000_000

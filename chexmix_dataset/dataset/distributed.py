@@ -46,13 +46,13 @@ from datasets.arrow_writer import ArrowWriter
 from tqdm.auto import tqdm
 
 from chexmix_dataset.atomic import check_replaceable
-from chexmix_dataset.builder import CheXMix, _row_for, image_id_for
+from chexmix_dataset.dataset.builder import CheXMix, _row_for, image_id_for
+from chexmix_dataset.dataset.features import FEATURES
+from chexmix_dataset.dataset.splits import SplitPlan
 from chexmix_dataset.errors import ChexmixInputError
-from chexmix_dataset.features import FEATURES
-from chexmix_dataset.projection import ProjectorOptions
-from chexmix_dataset.publish import EXPORT_NAMES, read_dataset_card, write_hub_tree
+from chexmix_dataset.hub.publish import EXPORT_NAMES, read_dataset_card, write_hub_tree
+from chexmix_dataset.projector import ProjectorOptions
 from chexmix_dataset.sources.base import CTCase, CXRCase
-from chexmix_dataset.splits import SplitPlan
 
 logger = logging.getLogger(__name__)
 

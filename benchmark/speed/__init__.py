@@ -14,11 +14,11 @@ import importlib
 import sys
 
 BENCHMARKS = {
-    "projector": "benchmark.speed_projector",
-    "build": "benchmark.speed_build",
-    "train": "benchmark.speed_train",
-    "drr": "benchmark.speed_drr",
-    "ray": "benchmark.speed_ray",
+    "projector": "benchmark.speed.projector",
+    "build": "benchmark.speed.build",
+    "train": "benchmark.speed.train",
+    "drr": "benchmark.speed.drr",
+    "ray": "benchmark.speed.ray_build",
 }
 
 
@@ -44,6 +44,3 @@ def print_table(rows: list[dict], columns: list[str]) -> None:
     for row in rows:
         print("| " + " | ".join(str(row.get(c, "")).ljust(w) for c, w in zip(columns, widths)) + " |")
 
-
-if __name__ == "__main__":
-    sys.exit(main())

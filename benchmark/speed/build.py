@@ -16,13 +16,12 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from chexmix_dataset.builder import _row_for, make_builder
-from chexmix_dataset.features import FEATURES
-from chexmix_dataset.phantoms import write_phantoms
-from chexmix_dataset.projection import ProjectorOptions
-from chexmix_dataset.sources import folders
-
 from benchmark.speed import print_table
+from chexmix_dataset.dataset.builder import _row_for, make_builder
+from chexmix_dataset.dataset.features import FEATURES
+from chexmix_dataset.phantoms import write_phantoms
+from chexmix_dataset.projector import ProjectorOptions
+from chexmix_dataset.sources import folders
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

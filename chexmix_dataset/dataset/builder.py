@@ -29,15 +29,22 @@ from pathlib import Path
 
 import datasets
 
+from chexmix_dataset.ct.volume import load_ct
+from chexmix_dataset.dataset.features import FEATURES
+from chexmix_dataset.dataset.rows import make_row
+from chexmix_dataset.dataset.splits import (
+    SplitPlan,
+    is_official,
+    mixed_plan,
+    official_split,
+    parse_split,
+    patient_split,
+)
 from chexmix_dataset.errors import ChexmixInputError
-from chexmix_dataset.features import FEATURES
 from chexmix_dataset.projector import ProjectorOptions, project_volume
-from chexmix_dataset.rows import make_row
 from chexmix_dataset.sources import phantom as phantom_source
 from chexmix_dataset.sources import scan_sources
 from chexmix_dataset.sources.base import CTCase, CXRCase, SourceScan
-from chexmix_dataset.splits import SplitPlan, is_official, mixed_plan, official_split, parse_split, patient_split
-from chexmix_dataset.volume import load_ct
 
 logger = logging.getLogger(__name__)
 

@@ -13,14 +13,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from chexmix_dataset.builder import _row_for, make_builder
-from chexmix_dataset.distributed import build_with_ray, require_ray
-from chexmix_dataset.features import FEATURES
-from chexmix_dataset.phantoms import write_phantoms
-from chexmix_dataset.projection import ProjectorOptions
-from chexmix_dataset.sources import folders
-
 from benchmark.speed import print_table
+from chexmix_dataset.dataset.builder import _row_for, make_builder
+from chexmix_dataset.dataset.distributed import build_with_ray, require_ray
+from chexmix_dataset.dataset.features import FEATURES
+from chexmix_dataset.phantoms import write_phantoms
+from chexmix_dataset.projector import ProjectorOptions
+from chexmix_dataset.sources import folders
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -17,7 +17,7 @@ from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage
 
 from chexmix_dataset.atomic import atomic_file
-from chexmix_dataset.lesions import LesionInstance, decode_rle
+from chexmix_dataset.dataset.lesions import LesionInstance, decode_rle
 
 RGB = tuple[int, int, int]
 
