@@ -26,7 +26,7 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from chexmix_dataset.errors import ChexmixInputError
+from chexmix_dataset.errors import ChexmixInputError, first_line
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -82,6 +82,17 @@ class LesionModel(nn.Module):
     def make_optimizer(self) -> torch.optim.Optimizer:
         raise NotImplementedError
 
+    @contextlib.contextmanager
+    def evaluating(self) -> Iterator[None]:
+        """Eval mode inside the block (batch norm uses its running statistics, detectors return
+        detections); the previous mode comes back afterwards, also when the block raises."""
+        was_training = self.training
+        self.eval()
+        try:
+            yield
+        finally:
+            self.train(was_training)
+
 
 def adamw(model: nn.Module, lr: float, weight_decay: float = 1e-4) -> torch.optim.AdamW:
     """AdamW over the trainable parameters; no weight decay on norms and biases (1-d tensors),
@@ -104,7 +115,7 @@ def downloading(what: str) -> Iterator[None]:
     try:
         yield
     except OSError as exc:  # URLError, HF hub's LocalEntryNotFoundError, socket errors
-        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        detail = first_line(exc)
         raise ChexmixInputError(
             f"cannot download {what} (offline?): {detail}; use --weights none to train from "
             "scratch, or --weights PATH with a local chexmix checkpoint"

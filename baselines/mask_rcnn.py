@@ -29,8 +29,6 @@ of the side, inside the range; the smallest lesions of the sample (a few px) mee
 
 from __future__ import annotations
 
-from functools import partial
-
 import torch
 from torch import nn
 from torchvision.models import ResNet50_Weights, ResNet101_Weights, resnet
@@ -108,10 +106,8 @@ class MaskRCNNLesions(LesionModel):
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor) -> list[LesionPrediction]:
-        was_training = self.training
-        self.eval()
-        outputs = self.detector(list(images.expand(-1, 3, -1, -1)))
-        self.train(was_training)
+        with self.evaluating():
+            outputs = self.detector(list(images.expand(-1, 3, -1, -1)))
         predictions = []
         for output in outputs:
             instances, scores = output["masks"][:, 0].float(), output["scores"].float()

@@ -60,10 +60,8 @@ class UNetLesions(LesionModel):
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor) -> list[LesionPrediction]:
-        was_training = self.training
-        self.eval()
-        probabilities = self.logits(images).float().sigmoid()[:, 0]
-        self.train(was_training)
+        with self.evaluating():
+            probabilities = self.logits(images).float().sigmoid()[:, 0]
         return [instances_from_probability(p, self.threshold) for p in probabilities]
 
     def lesion_area(self, prediction: LesionPrediction, threshold: float) -> torch.Tensor:

@@ -20,7 +20,7 @@ import torch
 
 from baselines import LesionModel
 from chexmix_dataset.atomic import atomic_file
-from chexmix_dataset.errors import ChexmixInputError
+from chexmix_dataset.errors import ChexmixInputError, first_line
 
 FORMAT = "chexmix-bench-checkpoint/2"
 LAST = "last.pt"
@@ -51,7 +51,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as exc:  # torch raises many types for truncated or foreign files
-        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        detail = first_line(exc)
         raise ChexmixInputError(f"cannot read checkpoint (truncated or not a torch file?): {detail}", path) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise ChexmixInputError(f"not a chexmix bench checkpoint (expected format {FORMAT})", path)
@@ -79,7 +79,7 @@ def load_model_state(model: LesionModel, state: dict, path: str | os.PathLike) -
         model.load_state_dict(state["model"])
     except RuntimeError as exc:
         raise ChexmixInputError(f"checkpoint weights do not fit {model.architecture}: "
-                                f"{str(exc).splitlines()[0]}", path) from None
+                                f"{first_line(exc)}", path) from None
 
 
 def estimated_sizes_mb(model: LesionModel) -> tuple[float, float]:

@@ -27,7 +27,7 @@ from safetensors.torch import load_file, save
 
 from baselines import LesionModel, build_model
 from chexmix_dataset.atomic import atomic_file
-from chexmix_dataset.errors import ChexmixInputError
+from chexmix_dataset.errors import ChexmixInputError, first_line
 
 FORMAT = "chexmix-model/1"
 WEIGHTS_FILE = "model.safetensors"
@@ -79,7 +79,7 @@ def _download_from_hub(repo: str) -> Path:
     except HFValidationError as exc:
         raise ChexmixInputError(f"--weights hub:{repo}: not a Hub repository id ({exc})") from None
     except Exception as exc:  # noqa: BLE001 - offline, missing repo, HTTP errors: all one message
-        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        detail = first_line(exc)
         raise ChexmixInputError(
             f"cannot download model hub:{repo} ({type(exc).__name__}: {detail}); offline, pass --weights DIR with a "
             f"local copy of the repository (a folder holding {WEIGHTS_FILE} and {CONFIG_FILE})") from None
@@ -113,7 +113,7 @@ def load_model(weights: str) -> tuple[LesionModel, dict]:
         state = load_file(str(folder / WEIGHTS_FILE))
         model.load_state_dict(state)
     except Exception as exc:  # noqa: BLE001 - safetensors and torch raise several types for bad files
-        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        detail = first_line(exc)
         raise ChexmixInputError(f"weights do not load into {config['architecture']}: {detail}",
                                 folder / WEIGHTS_FILE) from None
     model.threshold = float(config["threshold"])
@@ -133,7 +133,7 @@ def model_checkpoint(weights: str) -> dict:
     try:
         state = load_file(str(folder / WEIGHTS_FILE))
     except Exception as exc:  # noqa: BLE001 - safetensors raises several types for bad files
-        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        detail = first_line(exc)
         raise ChexmixInputError(f"cannot read model weights: {detail}", folder / WEIGHTS_FILE) from None
     return {"architecture": config["architecture"], "init_weights": config["init_weights"], "model": state}
 

@@ -74,17 +74,17 @@ def split_validation(train: datasets.Dataset) -> TrainValidation:
 @torch.no_grad()
 def validation_ious(model: LesionModel, loader: torch.utils.data.DataLoader, device: torch.device) -> list[float]:
     """Pooled IoU over ``loader``'s images at every threshold of :data:`THRESHOLDS`."""
-    model.eval()
     intersections = np.zeros(len(THRESHOLDS))
     unions = np.zeros(len(THRESHOLDS))
-    for images, targets in loader:
-        for prediction, target in zip(model.predict(images.to(device)), targets):
-            truth = (target["masks"].amax(dim=0).bool() if len(target["masks"])
-                     else torch.zeros(images.shape[-2:], dtype=torch.bool)).to(device)
-            for k, threshold in enumerate(THRESHOLDS):
-                area = model.lesion_area(prediction, threshold)
-                intersections[k] += int((area & truth).sum())
-                unions[k] += int((area | truth).sum())
+    with model.evaluating():  # training goes on after validation
+        for images, targets in loader:
+            for prediction, target in zip(model.predict(images.to(device)), targets):
+                truth = (target["masks"].amax(dim=0).bool() if len(target["masks"])
+                         else torch.zeros(images.shape[-2:], dtype=torch.bool)).to(device)
+                for k, threshold in enumerate(THRESHOLDS):
+                    area = model.lesion_area(prediction, threshold)
+                    intersections[k] += int((area & truth).sum())
+                    unions[k] += int((area | truth).sum())
     return [float(i / u) if u else 1.0 for i, u in zip(intersections, unions)]
 
 

@@ -140,3 +140,15 @@ def test_unet_instances_are_connected_components_scored_by_mean_probability() ->
     areas = (prediction.instance_probabilities > 0.5).sum(dim=(1, 2)).tolist()
     assert areas == [12, 8]
     assert torch.equal(prediction.lesion_probability, probability)
+
+
+@pytest.mark.parametrize("spec", ["unet", "mask_rcnn:resnet18"])
+def test_evaluating_restores_the_mode_also_when_the_block_raises(spec: str) -> None:
+    model = build_model(spec, image_size=64, weights="none")
+    for mode in (True, False):
+        model.train(mode)
+        with pytest.raises(RuntimeError, match="inside"):
+            with model.evaluating():
+                assert not model.training and not any(m.training for m in model.modules())
+                raise RuntimeError("inside")
+        assert model.training is mode and all(m.training is mode for m in model.modules())

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from chexmix_dataset.errors import ChexmixInputError
+from chexmix_dataset.errors import ChexmixInputError, first_line
 
 DICOM_SUFFIX = ".dcm"
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
@@ -237,7 +237,7 @@ def _read_pixels(files: list[Path], rows: int, columns: int, what: str) -> np.nd
         try:
             pixels = dataset.pixel_array
         except Exception as exc:  # pydicom raises many types for missing decoders or broken data
-            raise ChexmixInputError(f"cannot decode {what} slice pixels: {str(exc).splitlines()[0]}", file) from None
+            raise ChexmixInputError(f"cannot decode {what} slice pixels: {first_line(exc)}", file) from None
         if pixels.shape != (rows, columns):
             raise ChexmixInputError(f"pixel data of shape {pixels.shape}, expected ({rows}, {columns})", file)
         if block is None:

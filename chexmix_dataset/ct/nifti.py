@@ -16,7 +16,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from chexmix_dataset.errors import ChexmixInputError
+from chexmix_dataset.errors import ChexmixInputError, first_line
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 
@@ -76,7 +76,7 @@ def read_nifti_stored(path: str | os.PathLike, what: str = "volume"
             data = _read_gzip_array(path, proxy) if gzipped else np.asanyarray(proxy.get_unscaled())
             slope, intercept = float(proxy.slope), float(proxy.inter)
     except (nib.filebasedimages.ImageFileError, EOFError, zlib.error, OSError, ValueError) as exc:
-        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        detail = first_line(exc)
         raise ChexmixInputError(f"cannot read {what} as NIfTI (truncated or corrupt?): {detail}", path) from None
     if data.ndim == 4 and data.shape[3] == 1:
         data = data[..., 0]

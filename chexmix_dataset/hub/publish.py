@@ -52,7 +52,7 @@ from tqdm.auto import tqdm
 from chexmix_dataset import __version__
 from chexmix_dataset.atomic import atomic_dir, check_replaceable
 from chexmix_dataset.dataset.builder import CONFIG_NAMES, load_chexmix
-from chexmix_dataset.errors import ChexmixInputError
+from chexmix_dataset.errors import ChexmixInputError, first_line
 from chexmix_dataset.hub.licences import (  # noqa: F401
     check_publishable,
     licence_details,
@@ -200,7 +200,7 @@ def parse_card(card_text: str) -> DatasetCard:
     try:
         card = DatasetCard(card_text)
     except (yaml.YAMLError, ValueError, TypeError) as exc:
-        raise ChexmixInputError(f"YAML header is not valid: {_one_line(exc)}", CARD_FILENAME) from None
+        raise ChexmixInputError(f"YAML header is not valid: {first_line(exc)}", CARD_FILENAME) from None
     missing = [field for field in REQUIRED_CARD_FIELDS if not card.data.get(field)]
     if missing:
         raise ChexmixInputError(f"YAML header lacks {', '.join(missing)}", CARD_FILENAME)
@@ -271,7 +271,7 @@ def check_repo_id(repo_id: str) -> str:
     try:
         validate_repo_id(repo_id)
     except HFValidationError as exc:
-        raise ChexmixInputError(f"malformed repo id {repo_id!r}: {_one_line(exc)}") from None
+        raise ChexmixInputError(f"malformed repo id {repo_id!r}: {first_line(exc)}") from None
     return repo_id
 
 
@@ -362,16 +362,11 @@ def _hub_failure(repo_id: str, exc: BaseException, token: str) -> str:
     elif status == 403:
         reason = "the token may not create or write this repository (HTTP 403)"
     elif status is not None:
-        reason = f"the Hub answered HTTP {status}: {_one_line(exc)}"
+        reason = f"the Hub answered HTTP {status}: {first_line(exc)}"
     else:
-        reason = f"cannot reach the Hugging Face Hub ({type(exc).__name__}: {_one_line(exc)})"
+        reason = f"cannot reach the Hugging Face Hub ({type(exc).__name__}: {first_line(exc)})"
     # Error texts from HTTP libraries can quote request headers; the token must never be shown.
     return f"{repo_id}: {reason}".replace(token, "<token>")
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 # --- the whole publish ---------------------------------------------------------------------------

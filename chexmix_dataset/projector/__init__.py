@@ -32,7 +32,6 @@ from __future__ import annotations
 
 from chexmix_dataset.ct.views import rotate_about_si
 from chexmix_dataset.ct.volume import CTVolume
-from chexmix_dataset.errors import ChexmixInputError
 from chexmix_dataset.projector.backend import to_device, to_numpy
 from chexmix_dataset.projector.cone import cone_line_integral, cone_path_mm
 from chexmix_dataset.projector.display import radiograph_uint8, window_uint8

@@ -37,7 +37,7 @@ import datasets
 import tqdm.std
 
 from chexmix_dataset.atomic import write_json
-from chexmix_dataset.errors import ChexmixInputError
+from chexmix_dataset.errors import ChexmixInputError, first_line
 
 logger = logging.getLogger(__name__)
 
@@ -150,11 +150,6 @@ def _chain(exc: BaseException) -> list[BaseException]:
     return seen
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
-
-
 def _failure(exc: BaseException, url: str, source: str, layout: str) -> str:
     """What went wrong, in one line; offline advice only where the network is the problem."""
     return f"download of the {source} source failed: {_reason(exc, url, source, layout)}"
@@ -166,7 +161,7 @@ def _reason(exc: BaseException, url: str, source: str, layout: str) -> str:
         # Matched by class name: aiohttp is optional until fsspec's HTTP support is installed.
         names = {cls.__name__ for cls in type(cause).__mro__}
         if isinstance(cause, ImportError):
-            return (f"fsspec's HTTP support is not installed ({_first_line(cause)}); "
+            return (f"fsspec's HTTP support is not installed ({first_line(cause, with_type=True)}); "
                     "install it with pip install 'fsspec[http]' (chexmix declares it), or " + local)
         if "OfflineModeIsEnabled" in names:
             return f"offline mode is on (HF_HUB_OFFLINE); {local}"
@@ -175,11 +170,11 @@ def _reason(exc: BaseException, url: str, source: str, layout: str) -> str:
             return (f"the server answered HTTP {status} {reason}".rstrip()
                     + f"; check the URL and any --mirror/${MIRROR_ENV}, or {local}")
         if "ClientPayloadError" in names:
-            return (f"the connection closed before the whole file arrived ({_first_line(cause)}); "
+            return (f"the connection closed before the whole file arrived ({first_line(cause, with_type=True)}); "
                     "nothing was kept, rerun to fetch it again")
         if names & {"ClientConnectionError", "ConnectionError", "TimeoutError", "FSTimeoutError", "gaierror"}:
-            return f"cannot reach {urlsplit(url).netloc} ({_first_line(cause)}); without network access, {local}"
-    return f"{_first_line(exc)}; {local}"
+            return f"cannot reach {urlsplit(url).netloc} ({first_line(cause, with_type=True)}); without network access, {local}"
+    return f"{first_line(exc, with_type=True)}; {local}"
 
 
 # --- fetching --------------------------------------------------------------------------------
@@ -196,7 +191,7 @@ def _check_content(url: str, path: Path) -> None:
             with zipfile.ZipFile(path) as archive:
                 bad = archive.testzip()
         except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as exc:
-            problem = f"is not a complete zip archive ({_first_line(exc)})"
+            problem = f"is not a complete zip archive ({first_line(exc, with_type=True)})"
         else:
             problem = None if bad is None else f"is a damaged zip archive (member {bad} fails its CRC check)"
     elif urlsplit(url).path.lower().endswith(".json"):
@@ -204,7 +199,7 @@ def _check_content(url: str, path: Path) -> None:
             json.loads(path.read_bytes())
             problem = None
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            problem = f"is not valid JSON ({_first_line(exc)})"
+            problem = f"is not valid JSON ({first_line(exc, with_type=True)})"
     else:
         problem = None
     if problem:
@@ -279,7 +274,7 @@ def extract(dl_manager: datasets.DownloadManager, archive: Path, url: str) -> Pa
         try:
             folder = Path(dl_manager.extract(str(archive)))
         except Exception as exc:  # noqa: BLE001 - zipfile, shutil and the OS raise unrelated types
-            raise ChexmixInputError(f"cannot extract the downloaded archive {archive} ({_first_line(exc)})",
+            raise ChexmixInputError(f"cannot extract the downloaded archive {archive} ({first_line(exc, with_type=True)})",
                                     url) from None
         missing = _missing_members(archive, folder) if folder.is_dir() else ["(nothing extracted)"]
         if not missing:

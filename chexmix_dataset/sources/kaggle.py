@@ -16,7 +16,7 @@ from pathlib import Path
 
 import datasets
 
-from chexmix_dataset.errors import ChexmixInputError
+from chexmix_dataset.errors import ChexmixInputError, first_line
 
 
 def manual_download_message(slug: str, source: str, layout: str, reason: str) -> str:
@@ -42,15 +42,14 @@ def kaggle_download(dl_manager: datasets.DownloadManager, slug: str, source: str
             slug, source, layout, "the optional `kaggle` package is not installed (pip install chexmix[kaggle])"
         )) from None
     except OSError as exc:  # kaggle's import-time authentication found no token
-        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        detail = first_line(exc)
         raise ChexmixInputError(manual_download_message(
             slug, source, layout, f"the `kaggle` package has no API token ({detail})")) from None
     target.mkdir(parents=True, exist_ok=True)
     try:
         kaggle.api.dataset_download_files(slug, path=str(target), unzip=True, quiet=False)
     except Exception as exc:  # noqa: BLE001 - the kaggle client raises its own and HTTP library types
-        detail = str(exc).splitlines()[0] if str(exc) else ""
         raise ChexmixInputError(manual_download_message(
-            slug, source, layout, f"the Kaggle download failed ({type(exc).__name__}: {detail})")) from None
+            slug, source, layout, f"the Kaggle download failed ({first_line(exc, with_type=True)})")) from None
     (target / ".complete").write_text(slug, encoding="utf-8")
     return target

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from chexmix_dataset.errors import ChexmixInputError
+from chexmix_dataset.errors import ChexmixInputError, first_line
 from chexmix_dataset.xray.images import read_grey_image
 
 DICOM_SUFFIXES = (".dcm", ".dicom")
@@ -95,7 +95,7 @@ def _read_dicom(path: Path) -> Radiograph:
         dataset = pydicom.dcmread(str(path))
         stored = dataset.pixel_array
     except Exception as exc:  # noqa: BLE001 - pydicom raises many types for bad or compressed files
-        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        detail = first_line(exc)
         raise ChexmixInputError(f"cannot read DICOM image: {detail}", path) from None
     photometric = str(dataset.get("PhotometricInterpretation", "MONOCHROME2")).upper()
     if photometric not in ("MONOCHROME1", "MONOCHROME2"):
