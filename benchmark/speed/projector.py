@@ -39,7 +39,7 @@ def best_of(repeats: int, function) -> float:
 
 
 def run(args: argparse.Namespace) -> int:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
     from published_loop import published_create_cxr  # the oracle lives with the tests
 
     phantom = chest_phantom(0, shape=tuple(args.shape))

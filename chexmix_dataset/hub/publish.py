@@ -209,7 +209,7 @@ def parse_card(card_text: str) -> DatasetCard:
 
 def card_assets() -> dict[str, Path]:
     """The figure DATASET_CARD.md shows, from a source checkout (where maintainers publish)."""
-    figure = Path(__file__).resolve().parents[1] / CARD_FIGURE
+    figure = Path(__file__).resolve().parents[2] / CARD_FIGURE
     return {CARD_FIGURE: figure} if figure.is_file() else {}
 
 
@@ -220,7 +220,7 @@ def read_dataset_card() -> str:
     packaged = resources.files("chexmix_dataset").joinpath(CARD_FILENAME)
     if packaged.is_file():
         return packaged.read_text(encoding="utf-8")
-    checkout = Path(__file__).resolve().parents[1] / CARD_FILENAME
+    checkout = Path(__file__).resolve().parents[2] / CARD_FILENAME
     if checkout.is_file():
         return checkout.read_text(encoding="utf-8")
     raise ChexmixInputError("dataset card not found in the package or the source checkout", CARD_FILENAME)
