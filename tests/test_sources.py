@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import pickle
+import typing
 from pathlib import Path
 
 import datasets
@@ -19,6 +21,7 @@ from chexmix_dataset.dataset.lesions import decode_rle
 from chexmix_dataset.dataset.rows import make_row
 from chexmix_dataset.errors import ChexmixInputError
 from chexmix_dataset.sources import SOURCES, covid19_ct_seg, covid_chestxray, folders, phantom, scan_sources
+from chexmix_dataset.sources.base import SourceAdapter, SourceScan
 
 
 def collect():
@@ -240,6 +243,33 @@ def test_adapters_declare_public_urls_and_metadata():
     for adapter in SOURCES.values():
         assert isinstance(adapter.NAME, str) and isinstance(adapter.LICENSE, str)
         assert callable(adapter.scan) and callable(adapter.download)
+
+
+@pytest.mark.parametrize("name", sorted(SOURCES))
+def test_every_registered_adapter_satisfies_the_source_adapter_protocol(name):
+    adapter = SOURCES[name]
+    assert isinstance(adapter, SourceAdapter) and adapter.NAME == name
+    declared = typing.get_type_hints(SourceAdapter)
+    for attribute, kind in declared.items():
+        value = getattr(adapter, attribute)
+        assert isinstance(value, typing.get_origin(kind) or kind), (name, attribute, value)
+    assert all(isinstance(url, str) and url.startswith("https://") for url in adapter.URLS.values())
+    assert set(adapter.EXCLUSIVE_WITH) <= set(SOURCES) - {name}
+    # Called as the builder calls them (scan_sources): positional root; dl_manager and mirror=.
+    inspect.signature(adapter.scan).bind(Path("root"))
+    inspect.signature(adapter.download).bind(object(), mirror=None)
+
+
+def test_an_adapter_without_download_is_not_a_source_adapter():
+    class ScanOnly:
+        NAME = HOMEPAGE = CITATION = LICENSE = LAYOUT = ""
+        URLS: dict = {}
+        EXCLUSIVE_WITH: dict = {}
+
+        def scan(self, root):
+            return SourceScan()
+
+    assert not isinstance(ScanOnly(), SourceAdapter)
 
 
 # ------------------------------------------------------------------------------- folders ---

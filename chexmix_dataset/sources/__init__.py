@@ -1,7 +1,8 @@
 """Source adapters: where CheXMix's annotated CTs and CXRs come from.
 
-Each adapter offers ``NAME``, ``HOMEPAGE``, ``CITATION``, ``LICENSE`` (default per-row licence),
-``URLS``, ``scan(root) -> SourceScan`` for a local copy in the public layout, and
+Every adapter satisfies :class:`~.base.SourceAdapter`: ``NAME``, ``HOMEPAGE``, ``CITATION``,
+``LICENSE`` (default per-row licence), ``URLS``, ``LAYOUT``, ``EXCLUSIVE_WITH``,
+``scan(root) -> SourceScan`` for a local copy in the public layout, and
 ``download(dl_manager, mirror=None) -> SourceScan`` (``mirror``: see :mod:`.download`).
 """
 
@@ -9,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
 
 import datasets
 
@@ -24,16 +24,16 @@ from chexmix_dataset.sources import (
     phantom,
     qata_cov19,
 )
-from chexmix_dataset.sources.base import CTCase, CXRCase, SkippedItem, SourceScan
+from chexmix_dataset.sources.base import CTCase, CXRCase, SkippedItem, SourceAdapter, SourceScan
 
-SOURCES: dict[str, Any] = {
+SOURCES: dict[str, SourceAdapter] = {
     adapter.NAME: adapter
     for adapter in (covid19_ct_seg, covid_chestxray, covid_qu_ex, qata_cov19, mosmed, covid19_20,
                     folders.CT_FOLDER, folders.CXR_FOLDER, phantom)
 }
 
 __all__ = ["SOURCES", "check_exclusive", "scan_sources", "source_root", "CTCase", "CXRCase", "SkippedItem",
-           "SourceScan"]
+           "SourceAdapter", "SourceScan"]
 
 
 def source_root(name: str, data_dir: Path) -> Path:
@@ -48,7 +48,7 @@ def check_exclusive(names: list[str]) -> None:
     Two copies of one image under different ids would defeat the patient-level split.
     """
     for name in names:
-        for other, reason in getattr(SOURCES.get(name), "EXCLUSIVE_WITH", {}).items():
+        for other, reason in SOURCES[name].EXCLUSIVE_WITH.items():
             if other in names:
                 raise ChexmixInputError(f"sources {name} and {other} cannot be built together: {reason}; "
                                         "choose one of them")

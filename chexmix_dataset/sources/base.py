@@ -1,11 +1,13 @@
-"""What every source adapter hands the builder: annotated CT cases and annotated CXR cases."""
+"""What a source adapter is (:class:`SourceAdapter`) and what it hands the builder: annotated CT
+cases and annotated CXR cases."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping, Protocol, runtime_checkable
 
+import datasets
 import numpy as np
 
 from chexmix_dataset.dataset.lesions import LesionInstance
@@ -103,3 +105,40 @@ def source_folder(root: str | Path, name: str, layout: str) -> Path:
         raise ChexmixInputError(f"{name} data folder does not exist; expected layout: {layout}", root)
     return root
 
+
+
+@runtime_checkable
+class SourceAdapter(Protocol):
+    """One public collection of annotated CTs or CXRs, as the builder sees it.
+
+    Every adapter in :data:`chexmix_dataset.sources.SOURCES` satisfies it: the modules
+    (``covid19_ct_seg``, ``mosmed``, ...) with their module-level constants and functions, and
+    the local-folder adapters of :mod:`.folders`.
+
+    Attributes:
+        NAME: the ``--sources`` name and the row's ``source_dataset``-level origin prefix.
+        HOMEPAGE: where the collection is published ("" for local folders).
+        CITATION: BibTeX to cite ("" when there is none).
+        LICENSE: the rows' licence unless a case says otherwise (SPDX-like; "unknown" when the
+            collection states none); publishing checks it (:mod:`chexmix_dataset.hub.licences`).
+        URLS: download name -> public URL ({} when the collection cannot be fetched anonymously).
+        LAYOUT: the public on-disk layout ``scan`` reads, as shown in error messages.
+        EXCLUSIVE_WITH: other source -> why the two cannot be built together (shared images
+            without a documented id mapping would put one patient in train and test).
+    """
+
+    NAME: str
+    HOMEPAGE: str
+    CITATION: str
+    LICENSE: str
+    URLS: Mapping[str, str]
+    LAYOUT: str
+    EXCLUSIVE_WITH: Mapping[str, str]
+
+    def scan(self, root: Path) -> SourceScan:
+        """The cases of a local copy in the public layout under ``root``."""
+        ...
+
+    def download(self, dl_manager: datasets.DownloadManager, mirror: str | None = None) -> SourceScan:
+        """Fetch the public files (through ``mirror``, see :mod:`.download`) and scan them."""
+        ...

@@ -53,6 +53,7 @@ CITATION = """@article{roth2022rapid,
   year    = {2022}
 }"""
 URLS: dict[str, str] = {}
+EXCLUSIVE_WITH: dict[str, str] = {}  # no shared images known without an id mapping (see .patients)
 RELEASE_DIR = "COVID-19-20_v2"
 TRAIN_DIR = "Train"
 CT_SUFFIX = "_ct.nii.gz"

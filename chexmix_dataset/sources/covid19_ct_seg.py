@@ -75,6 +75,7 @@ URLS = {
     "ct": "https://zenodo.org/records/3757476/files/COVID-19-CT-Seg_20cases.zip?download=1",
     "infection_mask": "https://zenodo.org/records/3757476/files/Infection_Mask.zip?download=1",
 }
+EXCLUSIVE_WITH: dict[str, str] = {}  # no shared images known without an id mapping (see .patients)
 LESION_TYPES = {1: "infection"}
 RADIOPAEDIA_WINDOW_HU = (-1250.0, 250.0)
 

@@ -72,6 +72,7 @@ URLS = {
     "via_train": "https://raw.githubusercontent.com/rvignav/CT2Xray/master/xrays_only/train/via_region_data.json",
     "via_val": "https://raw.githubusercontent.com/rvignav/CT2Xray/master/mixed/val/via_region_data.json",
 }
+EXCLUSIVE_WITH: dict[str, str] = {}  # no shared images known without an id mapping (see .patients)
 FRONTAL_VIEWS = frozenset({"pa", "ap", "ap supine", "ap semi erect", "ap erect"})
 REQUIRED_COLUMNS = ("patientid", "view", "modality", "folder", "filename", "license")
 VIA_FILE = "annotations/via_region_data.json"

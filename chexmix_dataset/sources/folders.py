@@ -29,8 +29,9 @@ from __future__ import annotations
 import csv
 import functools
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
+from typing import Callable, Mapping
 
 import datasets
 
@@ -52,7 +53,6 @@ from chexmix_dataset.sources.nifti_pairs import nifti_stem, niftis
 HOMEPAGE = ""
 CITATION = ""
 LICENSE = "unknown"
-URLS: dict[str, str] = {}
 CT_LAYOUT = ("ct/NAME.nii(.gz) + mask/NAME.nii(.gz) (or masks/), optional patients.csv "
              "(name,patient_id,license) and lesion_types.json")
 CXR_LAYOUT = ("images/NAME.png (or .jpg ...) with masks/NAME.png, or via_region_data.json, or a COCO "
@@ -218,14 +218,26 @@ def scan_cxr(root: Path) -> SourceScan:
     return result
 
 
-def _no_download(name: str, layout: str):
-    def download(dl_manager: datasets.DownloadManager, mirror: str | None = None) -> SourceScan:
-        raise ChexmixInputError(f"the {name} source reads local files only; pass --data-dir DIR where DIR "
-                                f"(or DIR/{name}) holds: {layout}")
-    return download
+@dataclass(frozen=True)
+class LocalFolderAdapter:
+    """A :class:`~.base.SourceAdapter` for the user's own annotated files (nothing to download)."""
+
+    NAME: str
+    LAYOUT: str
+    scan_folder: Callable[[Path], SourceScan]
+    HOMEPAGE: str = HOMEPAGE
+    CITATION: str = CITATION
+    LICENSE: str = LICENSE
+    URLS: Mapping[str, str] = field(default_factory=dict)
+    EXCLUSIVE_WITH: Mapping[str, str] = field(default_factory=dict)
+
+    def scan(self, root: Path) -> SourceScan:
+        return self.scan_folder(root)
+
+    def download(self, dl_manager: datasets.DownloadManager, mirror: str | None = None) -> SourceScan:
+        raise ChexmixInputError(f"the {self.NAME} source reads local files only; pass --data-dir DIR where DIR "
+                                f"(or DIR/{self.NAME}) holds: {self.LAYOUT}")
 
 
-CT_FOLDER = SimpleNamespace(NAME="ct_folder", HOMEPAGE=HOMEPAGE, CITATION=CITATION, LICENSE=LICENSE, URLS=URLS,
-                            LAYOUT=CT_LAYOUT, scan=scan_ct, download=_no_download("ct_folder", CT_LAYOUT))
-CXR_FOLDER = SimpleNamespace(NAME="cxr_folder", HOMEPAGE=HOMEPAGE, CITATION=CITATION, LICENSE=LICENSE, URLS=URLS,
-                             LAYOUT=CXR_LAYOUT, scan=scan_cxr, download=_no_download("cxr_folder", CXR_LAYOUT))
+CT_FOLDER = LocalFolderAdapter("ct_folder", CT_LAYOUT, scan_ct)
+CXR_FOLDER = LocalFolderAdapter("cxr_folder", CXR_LAYOUT, scan_cxr)

@@ -50,6 +50,7 @@ CITATION = """@article{morozov2020mosmeddata,
   year    = {2020}
 }"""
 URLS: dict[str, str] = {}
+EXCLUSIVE_WITH: dict[str, str] = {}  # no shared images known without an id mapping (see .patients)
 ARCHIVE_DIR = "COVID19_1110"
 LESION_TYPES = {1: "infection"}
 LAYOUT = (f"{ARCHIVE_DIR}/studies/CT-{{0..4}}/study_NNNN.nii.gz with {ARCHIVE_DIR}/masks/study_NNNN_mask.nii.gz "

@@ -26,6 +26,9 @@ HOMEPAGE = "https://github.com/chexmix/chexmix"
 LICENSE = "CC0-1.0"
 CITATION = ""
 URLS: dict[str, str] = {}
+EXCLUSIVE_WITH: dict[str, str] = {}  # generated images: nothing to share
+LAYOUT = ("generated, not read: ct_n<N>_seed<S>_<X>x<Y>x<Z>/{ct,mask}/phantom_NNNN.nii.gz + manifest.json, "
+          "written by this source into its cache folder")
 CT_ORIGIN = "phantom/ct"
 CXR_ORIGIN = "phantom/cxr_standin"
 DEFAULT_N_CT = 12

@@ -56,6 +56,7 @@ CITATION = """@article{degerli2021covid,
   doi     = {10.1007/s13755-021-00146-8}
 }"""
 URLS: dict[str, str] = {}  # Kaggle needs an API token: see :mod:`.kaggle`
+EXCLUSIVE_WITH: dict[str, str] = {}  # no shared images known without an id mapping (see .patients)
 VERSION_DIR = "QaTa-COV19-v2"
 SPLITS = {"Train Set": "train", "Test Set": "test"}  # folder -> official split
 IMAGE_DIR = "Images"
