@@ -159,6 +159,7 @@ def make_cells(plan: list[tuple[str, str, str, bool, dict]], data_dir: Path | No
 
 def run(args: argparse.Namespace) -> int:
     from baselines import parse_model_spec
+    from benchmark import ddp
     from benchmark.grid import BenchOptions
     from benchmark.harness import check_options, run_grid
 
@@ -171,8 +172,12 @@ def run(args: argparse.Namespace) -> int:
     initial = check_options(options, models, args.out)  # before the (slow) data loading
     if args.address and args.engine != "ray":
         raise ChexmixInputError("--address names a Ray cluster: use it with --engine ray")
-    results = run_grid(make_cells(plan, args.data_dir), models, options, args.out, initial=initial,
-                       engine=args.engine, address=args.address)
+    ddp.init_from_env(args.device)  # under torchrun: join its processes (benchmark.ddp)
+    with ddp.main_process_first():  # one process builds the datasets' cache, the others reuse it
+        cells = make_cells(plan, args.data_dir)
+    results = run_grid(cells, models, options, args.out, initial=initial, engine=args.engine, address=args.address)
+    if not ddp.is_main():
+        return 0
     print((args.out / "results.md").read_text())
     print(f"wrote {args.out / 'results.json'}, {args.out / 'results.md'} and {args.out / 'figures'} "
           f"({len(results['runs'])} runs)")

@@ -94,22 +94,28 @@ class EpochSampler(torch.utils.data.Sampler):
     """Yields (epoch, index) keys, shuffled by a generator seeded with (seed, epoch).
 
     It runs in the main process, so ``set_epoch`` reaches persistent workers too, and a resumed
-    run sees exactly the batches of an uninterrupted one.
+    run sees exactly the batches of an uninterrupted one. With ``world_size`` N > 1 (data-parallel
+    training, :mod:`benchmark.ddp`) process ``rank`` takes every N-th key of the epoch's order,
+    starting at ``rank``: with a per-process batch of B/N the N shares of step k are the keys of
+    step k of one process with batch B. When N does not divide the length, the order is padded
+    with its first keys so that every process makes the same number of steps.
     """
 
-    def __init__(self, length: int, *, shuffle: bool, seed: int) -> None:
+    def __init__(self, length: int, *, shuffle: bool, seed: int, rank: int = 0, world_size: int = 1) -> None:
         self.length, self.shuffle, self.seed, self.epoch = length, shuffle, seed, 0
+        self.rank, self.world_size = rank, world_size
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return self.length
+        return -(-self.length // self.world_size)
 
     def __iter__(self):
         generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        order = torch.randperm(self.length, generator=generator).tolist() if self.shuffle else range(self.length)
-        return iter([(self.epoch, index) for index in order])
+        order = torch.randperm(self.length, generator=generator).tolist() if self.shuffle else list(range(self.length))
+        padded = order + order[:len(self) * self.world_size - self.length]
+        return iter([(self.epoch, index) for index in padded[self.rank::self.world_size]])
 
 
 def collate(batch: list[tuple[torch.Tensor, Target]]) -> tuple[torch.Tensor, list[Target]]:
@@ -124,13 +130,15 @@ def default_workers(device: torch.device) -> int:
 
 
 def make_loader(dataset: LesionDataset, batch_size: int, *, shuffle: bool, seed: int, workers: int,
-                pin_memory: bool = False) -> torch.utils.data.DataLoader:
+                pin_memory: bool = False, rank: int = 0, world_size: int = 1) -> torch.utils.data.DataLoader:
     """A loader over ``dataset``; call ``loader.sampler.set_epoch(e)`` before each epoch.
+    ``rank``/``world_size``: this process's share in data-parallel training (see :class:`EpochSampler`).
 
     Augmentation draws from its own per-sample generator, so results do not depend on the
     workers' seeds (torch seeds each worker's torch, random and numpy generators anyway).
     """
     return torch.utils.data.DataLoader(
-        dataset, batch_size=batch_size, sampler=EpochSampler(len(dataset), shuffle=shuffle, seed=seed),
+        dataset, batch_size=batch_size,
+        sampler=EpochSampler(len(dataset), shuffle=shuffle, seed=seed, rank=rank, world_size=world_size),
         num_workers=workers, persistent_workers=workers > 0, collate_fn=collate, pin_memory=pin_memory,
     )

@@ -35,6 +35,7 @@ from tqdm import tqdm
 
 from baselines import build_model
 from baselines.base import WEIGHT_CHOICES
+from benchmark import ddp
 from benchmark.checkpoints import LAST, check_settings, estimated_sizes_mb, load_model_state, read_checkpoint
 from benchmark.grid import BenchOptions, Cell, InitialWeights, RunOutcome
 from benchmark.model_files import is_model_reference, model_checkpoint
@@ -130,7 +131,8 @@ def describe_plan(cells: list[Cell], models: list[str], options: BenchOptions, d
     """What a grid will do and write, printed before it starts (sizes in px and MB)."""
     runs = len(cells) * len(models) * options.seeds
     lines = [f"plan: {len(cells)} cell(s) x {len(models)} model(s) x {options.seeds} seed(s) = {runs} run(s); "
-             f"{options.epochs} epoch(s) each at {options.image_size} px, batch {options.batch_size}, on {device}; "
+             f"{options.epochs} epoch(s) each at {options.image_size} px, batch {options.batch_size}, on {device}"
+             f"{f' x {ddp.world_size()} processes (torchrun)' if ddp.world_size() > 1 else ''}; "
              f"weights {initial.name}",
              f"validation: each run holds out {VALIDATION_FRACTION:.0%} of its training images (patient-level) "
              f"to choose its threshold and best epoch, if it has at least {MIN_TRAIN_IMAGES}"]
@@ -165,9 +167,13 @@ def run_grid(cells: list[Cell], models: list[str], options: BenchOptions, out_di
         initial = check_options(options, models, out_dir)
     device = resolve_device(options.device)
     check_resumable(cells, models, options, out_dir)
-    if options.progress:
+    main = ddp.is_main()
+    if engine == "ray" and ddp.world_size() > 1:
+        raise ChexmixInputError("--engine ray runs each run as a Ray task; do not start it under torchrun")
+    ddp.per_process_batch(options.batch_size)  # refuse an uneven share before any training
+    if options.progress and main:
         print(describe_plan(cells, models, options, device, initial, out_dir), flush=True)
-    if options.weights != "last":
+    if options.weights != "last" and main:
         write_json(out_dir / "runs" / "init.json", {"weights": initial.name})
     plan = [(cell, spec, seed) for cell in cells for spec in models for seed in range(options.seeds)]
     if engine == "ray":
@@ -176,7 +182,9 @@ def run_grid(cells: list[Cell], models: list[str], options: BenchOptions, out_di
         runs = run_plan_on_ray(plan, options, out_dir, initial, address)
     else:
         runs = [run_one(cell, spec, seed, options, out_dir, device, initial)
-                for cell, spec, seed in tqdm(plan, desc="runs", disable=not options.progress)]
+                for cell, spec, seed in tqdm(plan, desc="runs", disable=not (options.progress and main))]
+    if not main:
+        return {}  # process 0 of a data-parallel grid writes the results
     outcomes: list[tuple[Cell, RunOutcome]] = [(cell, outcome) for (cell, _, _), outcome in zip(plan, runs)]
     return write_outputs(out_dir, outcomes, options={**asdict(options), "initial_weights": initial.name})
 

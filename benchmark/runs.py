@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from baselines import LesionModel, build_model
+from benchmark import ddp
 from benchmark.checkpoints import (
     BEST,
     LAST,
@@ -81,13 +82,17 @@ def train_run(cell: Cell, spec: str, seed: int, options: BenchOptions, run_dir: 
     if start:
         load_model_state(model, start, last_path if resume else initial.name)
     model.to(device)
+    ddp.broadcast_from_main(model)
+    main = ddp.is_main()  # with torchrun, process 0 alone validates and writes (benchmark.ddp)
     workers = options.workers if options.workers is not None else default_workers(device)
     dataset = LesionDataset(train.select(parts.train), options.image_size, augment=cell.augment, seed=seed,
-                            progress=options.progress)
-    loader = make_loader(dataset, options.batch_size, shuffle=True, seed=seed, workers=workers,
-                         pin_memory=device.type == "cuda")
+                            progress=options.progress and main)
+    loader = make_loader(dataset, ddp.per_process_batch(options.batch_size), shuffle=True, seed=seed,
+                         workers=workers, pin_memory=device.type == "cuda", rank=ddp.rank(),
+                         world_size=ddp.world_size())
     validation_loader = make_loader(LesionDataset(train.select(parts.validation), options.image_size),
-                                    options.batch_size, shuffle=False, seed=0, workers=0) if parts.validation else None
+                                    options.batch_size, shuffle=False, seed=0,
+                                    workers=0) if parts.validation and main else None
     optimizer = model.make_optimizer()
     scaler = make_scaler(device)
     scheduler = make_scheduler(optimizer, options.epochs * len(loader))
@@ -103,9 +108,11 @@ def train_run(cell: Cell, spec: str, seed: int, options: BenchOptions, run_dir: 
         torch.manual_seed(seed * 100_003 + epoch)  # sampling inside the models (RPN) resumes identically
         loader.sampler.set_epoch(epoch)
         steps = train_one_epoch(model, optimizer, scaler, loader, device, scheduler=scheduler,
-                                progress=options.progress,
+                                progress=options.progress and main,
                                 description=f"{cell.slug} {spec} seed {seed} epoch {epoch + 1}/{options.epochs}")
         history["train_loss"].append(float(np.mean(steps)))
+        if not main:
+            continue
         improved = validation_loader is None
         if validation_loader is not None:
             ious = validation_ious(model, validation_loader, device)
@@ -124,17 +131,22 @@ def train_run(cell: Cell, spec: str, seed: int, options: BenchOptions, run_dir: 
         write_checkpoint(last_path, checkpoint_state(
             model, epoch=epoch + 1, optimizer=optimizer.state_dict(), scaler=scaler.state_dict(),
             scheduler=scheduler.state_dict(), history=history, best=best, **common))
-    if best["epoch"] != len(history["train_loss"]):
+    if main and best["epoch"] != len(history["train_loss"]):
         load_model_state(model, read_checkpoint(run_dir / BEST), run_dir / BEST)
     model.threshold = best["threshold"]
     return TrainedRun(model, history, best, parts)
 
 
 def run_one(cell: Cell, spec: str, seed: int, options: BenchOptions, out_dir: Path, device: torch.device,
-            initial: InitialWeights) -> RunOutcome:
+            initial: InitialWeights) -> RunOutcome | None:
+    """Train and score one run; None in the data-parallel processes other than process 0, which
+    only train (see :mod:`benchmark.ddp`)."""
     run_dir = run_directory(out_dir, cell, spec, seed)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if ddp.is_main():
+        run_dir.mkdir(parents=True, exist_ok=True)
     trained = train_run(cell, spec, seed, options, run_dir, device, initial)
+    if not ddp.is_main():
+        return None
     model = trained.model
     test = cell.dataset["test"]
     evaluation = evaluate_split(model, test, options.image_size, device, options.batch_size, options.progress)
@@ -143,7 +155,7 @@ def run_one(cell: Cell, spec: str, seed: int, options: BenchOptions, out_dir: Pa
         "augment": cell.augment, "model": spec, "architecture": model.architecture, "seed": seed,
         "epochs": len(trained.history["train_loss"]), "weights": options.weights, "initial_weights": initial.name,
         "init_weights": initial.structure, "image_size": options.image_size, "batch_size": options.batch_size,
-        "device": str(device), "train_images": len(trained.parts.train),
+        "device": str(device), "processes": ddp.world_size(), "train_images": len(trained.parts.train),
         "validation_images": len(trained.parts.validation), "test_images": len(test),
         "ct_fraction": cell.ct_fraction,
         "train_ct_projections": sum(source == "ct_projection" for source in cell.dataset["train"]["source"]),

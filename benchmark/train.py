@@ -4,7 +4,7 @@ Schedule (per optimizer step): the learning rate rises linearly from 1 % to the 
 over the first 10 % of the steps (at most 500), then falls along a cosine to 0 at the last step.
 Gradients are clipped to a global L2 norm of 10 (after unscaling, under AMP) so that one bad
 batch early in a from-scratch run cannot throw the weights far. A loss that is not finite stops
-the run before it touches the weights.
+the run before it touches the weights. Under torchrun the step is data-parallel (:mod:`benchmark.ddp`).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import torch
 from tqdm import tqdm
 
 from baselines import LesionModel
+from benchmark import ddp
 from chexmix_dataset.errors import ChexmixInputError
 
 WARMUP_FRACTION = 0.1
@@ -73,7 +74,8 @@ def train_step(model: LesionModel, optimizer: torch.optim.Optimizer, scaler: tor
     with torch.autocast(images.device.type, dtype=torch.float16, enabled=scaler.is_enabled()):
         losses = model.training_losses(images, targets)
         loss = sum(losses.values())
-    value = float(loss.detach())
+    # Over all data-parallel processes, so that all of them stop together on a non-finite loss.
+    value = float(ddp.mean_over_processes(loss.detach().float()))
     if not math.isfinite(value):
         parts = ", ".join(f"{name} {float(part.detach()):.4g}" for name, part in losses.items())
         raise ChexmixInputError(
@@ -81,11 +83,13 @@ def train_step(model: LesionModel, optimizer: torch.optim.Optimizer, scaler: tor
             "images and lesion masks, or lower the model's learning rate (make_optimizer in baselines/)")
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
+    parameters = [p for group in optimizer.param_groups for p in group["params"]]
+    ddp.average_gradients(parameters)
     scaler.unscale_(optimizer)
-    torch.nn.utils.clip_grad_norm_([p for group in optimizer.param_groups for p in group["params"]],
-                                   GRADIENT_CLIP_NORM)
+    torch.nn.utils.clip_grad_norm_(parameters, GRADIENT_CLIP_NORM)
     scaler.step(optimizer)
     scaler.update()
+    ddp.broadcast_from_main(model, buffers_only=True)
     if scheduler is not None:
         scheduler.step()
     return value
