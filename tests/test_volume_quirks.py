@@ -328,3 +328,39 @@ def test_slice_images_stored_sideways_with_exif_orientation_read_upright(tmp_pat
         exif[0x0112] = 6  # "rotate 90 CW to display": the stored pixels are the upright ones turned 90 CCW
         PILImage.fromarray(np.rot90(image, 1)).save(tagged / f"slice{index}.png", exif=exif.tobytes())
     assert np.array_equal(read_slice_folder(tagged), read_slice_folder(plain))
+
+
+# --- .nii.gz decode -----------------------------------------------------------------------
+
+def test_isal_and_zlib_decode_the_same_stored_voxels(tmp_path, monkeypatch):
+    import gzip
+
+    from chexmix_dataset.ct import nifti
+
+    assert nifti.gzip_reader is not gzip, "isal is a dependency: the fast inflate must be the one used"
+    hu = np.random.default_rng(0).integers(-1024, 2000, size=(40, 30, 20), dtype=np.int16)
+    image = nib.Nifti1Image(hu, ras_affine())
+    image.header.set_slope_inter(1.0, -1024.0)  # stored + scale, as scanners write them
+    path = tmp_path / "ct.nii.gz"
+    nib.save(image, str(path))
+    fast = nifti.read_nifti_stored(path)
+    monkeypatch.setattr(nifti, "gzip_reader", gzip)
+    slow = nifti.read_nifti_stored(path)
+    assert fast[0].dtype == slow[0].dtype and np.array_equal(fast[0], slow[0])
+    assert fast[2:] == slow[2:] == (1.0, -1024.0)
+    assert np.array_equal(fast[0], np.asanyarray(nib.load(str(path)).dataobj.get_unscaled()))
+
+
+def test_a_corrupt_deflate_stream_is_one_clear_line(tmp_path, capsys):
+    hu = np.random.default_rng(1).integers(-1024, 2000, size=(64, 64, 32), dtype=np.int16)
+    good = tmp_path / "ct.nii.gz"
+    nib.save(nib.Nifti1Image(hu, ras_affine()), str(good))
+    data = bytearray(good.read_bytes())
+    for offset in range(len(data) // 2, len(data) // 2 + 64):  # damage the middle of the stream
+        data[offset] ^= 0xFF
+    bad = tmp_path / "bad.nii.gz"
+    bad.write_bytes(bytes(data))
+    assert main(["project", str(bad), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "bad.nii.gz" in err[0] and "truncated or corrupt" in err[0]
+    assert not (tmp_path / "out").exists()

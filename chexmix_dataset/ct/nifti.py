@@ -2,7 +2,8 @@
 
 ``read_nifti_stored`` returns the stored array with the header's ``scl_slope``/``scl_inter``
 (value = stored * slope + intercept, HU for CTs), so that a scaled int16 CT never becomes a
-float64 copy four times its size; ``.nii.gz`` voxels are decompressed straight into the array.
+float64 copy four times its size; ``.nii.gz`` voxels are decompressed straight into the array,
+with ISA-L's inflate (``isal``, about 2-3x faster than zlib on a CT) where it is installed.
 """
 
 from __future__ import annotations
@@ -17,6 +18,13 @@ import nibabel as nib
 import numpy as np
 
 from chexmix_dataset.errors import ChexmixInputError, first_line
+
+try:  # decode dominates reading a CT: ISA-L inflates the same stream bit-identically, faster
+    from isal import igzip as gzip_reader
+    from isal.isal_zlib import error as _inflate_error
+except ImportError:  # a platform without isal wheels: the standard library's zlib
+    gzip_reader = gzip
+    _inflate_error = zlib.error
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 
@@ -43,7 +51,7 @@ def _read_gzip_array(path: Path, proxy) -> np.ndarray:
     dtype, shape = np.dtype(proxy.dtype), tuple(proxy.shape)
     out = np.empty(int(np.prod(shape, dtype=np.int64)), dtype=dtype.newbyteorder("="))
     buffer = memoryview(out.view(np.uint8))
-    with gzip.open(path, "rb") as handle:
+    with gzip_reader.open(path, "rb") as handle:
         handle.seek(int(proxy.offset))
         done = 0
         while done < len(buffer):
@@ -75,7 +83,7 @@ def read_nifti_stored(path: str | os.PathLike, what: str = "volume"
             gzipped = str(path).lower().endswith(".gz")
             data = _read_gzip_array(path, proxy) if gzipped else np.asanyarray(proxy.get_unscaled())
             slope, intercept = float(proxy.slope), float(proxy.inter)
-    except (nib.filebasedimages.ImageFileError, EOFError, zlib.error, OSError, ValueError) as exc:
+    except (nib.filebasedimages.ImageFileError, EOFError, zlib.error, _inflate_error, OSError, ValueError) as exc:
         detail = first_line(exc)
         raise ChexmixInputError(f"cannot read {what} as NIfTI (truncated or corrupt?): {detail}", path) from None
     if data.ndim == 4 and data.shape[3] == 1:
