@@ -4,7 +4,7 @@ The driver plans the splits exactly as the local builder does (:meth:`CheXMix.pl
 patient-level split, same seed, same items in the same order), then each planned item becomes
 one Ray task that loads it, projects it (CTs) and encodes the row with :data:`FEATURES`, the
 way the local builder's writer does. The driver writes the rows back in plan order into Arrow
-files and hands the resulting :class:`datasets.DatasetDict` to :func:`.publish.write_hub_tree`,
+files and hands the resulting :class:`datasets.DatasetDict` to :func:`chexmix_dataset.hub.tree.write_hub_tree`,
 so the output folder is the Hub layout ``chexmix publish --local-dir`` writes::
 
     README.md
@@ -50,7 +50,8 @@ from chexmix_dataset.dataset.builder import CheXMix, _row_for, image_id_for
 from chexmix_dataset.dataset.features import FEATURES
 from chexmix_dataset.dataset.splits import SplitPlan
 from chexmix_dataset.errors import ChexmixInputError
-from chexmix_dataset.hub.publish import EXPORT_NAMES, read_dataset_card, write_hub_tree
+from chexmix_dataset.hub.card import read_dataset_card
+from chexmix_dataset.hub.tree import EXPORT_NAMES, write_hub_tree
 from chexmix_dataset.projector import ProjectorOptions
 from chexmix_dataset.sources.base import CTCase, CXRCase
 
