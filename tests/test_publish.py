@@ -109,6 +109,32 @@ def test_images_given_as_paths_are_embedded(tmp_path):
         np.testing.assert_array_equal(got, want)
 
 
+def test_shard_sizes_count_images_given_by_path_at_their_file_size(tmp_path):
+    # Noise PNGs barely compress (about 4 kB each): stored by path they are ~40 bytes of Arrow data
+    # per row, so counting the paths instead of the files would plan one shard where three belong.
+    rng = np.random.default_rng(1)
+    paths, files = [], []
+    for i in range(9):
+        paths.append(str(tmp_path / f"noise{i}.png"))
+        Image.fromarray(rng.integers(0, 256, (64, 64), dtype=np.uint8), mode="L").save(paths[-1])
+        files.append(Path(paths[-1]).read_bytes())
+    features = datasets.Features({"image": datasets.Image(mode="L"), "image_id": datasets.Value("string")})
+    ids = [f"row{i}" for i in range(9)]
+    by_path = datasets.Dataset.from_dict({"image": paths, "image_id": ids}, features=features)
+    # The oracle: the same rows built with their bytes in the table.
+    embedded = datasets.Dataset.from_dict({"image": [{"bytes": b, "path": None} for b in files], "image_id": ids},
+                                          features=features)
+    assert by_path.data.nbytes < sum(map(len, files)) / 20 < embedded.data.nbytes / 20
+    estimate = tree_mod.embedded_nbytes(by_path)
+    assert abs(estimate - embedded.data.nbytes) <= 8 * len(ids)  # offsets and validity bits differ, no more
+    target = embedded.data.nbytes // 3 + 1
+    assert tree_mod.shard_count(by_path, target) == tree_mod.shard_count(embedded, target) == 3
+    # A selection counts only its own rows, not the whole table behind it.
+    some = [0, 4, 8]
+    assert abs(tree_mod.embedded_nbytes(by_path.select(some)) - embedded.select(some).flatten_indices().data.nbytes) \
+        <= 8 * len(ids)
+
+
 def test_same_content_gives_byte_identical_trees(tmp_path):
     first = tree_mod.write_hub_tree(configs_for_tests(), tmp_path / "first", CARD, target_shard_bytes=2000)
     second = tree_mod.write_hub_tree(configs_for_tests(), tmp_path / "second", CARD, target_shard_bytes=2000)

@@ -203,9 +203,9 @@ def _in_order(ray, task, items: list, projector_ref, row_for_ref, window: int) -
 def _download_manager(builder: CheXMix) -> datasets.DownloadManager:
     """The download manager ``download_and_prepare`` would make, so that sources fetch into (and
     reuse) the same downloads folder as a local build; kept on the builder for the records."""
-    config = datasets.DownloadConfig(cache_dir=builder._cache_downloaded_dir, use_etag=False, token=builder.token,
+    # record_checksums stays at its default (False): datasets turns it on only for `datasets-cli test`.
+    config = datasets.DownloadConfig(cache_dir=builder.downloads_dir, use_etag=False, token=builder.token,
                                      storage_options=builder.storage_options)
     builder.dl_manager = datasets.DownloadManager(dataset_name=builder.dataset_name, download_config=config,
-                                                  data_dir=builder.config.data_dir, base_path=builder.base_path,
-                                                  record_checksums=builder._record_checksums)
+                                                  data_dir=builder.config.data_dir, base_path=builder.base_path)
     return builder.dl_manager

@@ -19,7 +19,7 @@ from typing import Iterator, Mapping
 
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, get_token
 from huggingface_hub.errors import HfHubHTTPError, HFValidationError
-from huggingface_hub.errors import HTTPError as HubTransportError  # httpx's (1.x) or requests' (0.x) base error
+from huggingface_hub.errors import HTTPError as HubTransportError  # the base error of its HTTP library
 from huggingface_hub.hf_api import RepoFile
 from huggingface_hub.utils import validate_repo_id
 from huggingface_hub.utils.sha import git_hash, sha_fileobj
