@@ -4,8 +4,9 @@ The driver plans the splits exactly as the local builder does (:meth:`CheXMix.pl
 patient-level split, same seed, same items in the same order), then each planned item becomes
 one Ray task that loads it, projects it (CTs) and encodes the row with :data:`FEATURES`, the
 way the local builder's writer does. The driver writes the rows back in plan order into Arrow
-files and hands the resulting :class:`datasets.DatasetDict` to :func:`chexmix_dataset.hub.tree.write_hub_tree`,
-so the output folder is the Hub layout ``chexmix publish --local-dir`` writes::
+files and hands the resulting :class:`datasets.DatasetDict` to
+:func:`chexmix_dataset.hub.tree.write_hub_tree`, so the output folder is the Hub layout
+``chexmix publish --local-dir`` writes::
 
     README.md
     data/{config}/{split}-{index:05d}-of-{count:05d}.parquet
