@@ -33,7 +33,6 @@ import torch
 from torch import nn
 from torchvision.models import ResNet50_Weights, ResNet101_Weights, resnet
 from torchvision.models.detection import MaskRCNN, MaskRCNN_ResNet50_FPN_Weights
-from torchvision.models.detection._utils import overwrite_eps
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.backbone_utils import BackboneWithFPN, resnet_fpn_backbone
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
@@ -78,6 +77,17 @@ BOX_REPRESENTATION = 1024  # torchvision's width of the box head's two fully con
 SMALL_VARIANTS = ("resnet18", "resnet34")
 SMALL_FPN_CHANNELS = 128
 PRETRAINED_LR = 1e-4
+#: the COCO Mask R-CNN weights date from before torchvision's frozen batch norm used an epsilon
+#: (its default became 1e-5 with pytorch/vision#2933); they predict as published only with 0.
+COCO_FROZEN_NORM_EPS = 0.0
+
+
+def frozen_norm_eps(model: nn.Module, eps: float) -> None:
+    """Set the epsilon of every frozen batch norm in ``model`` (what torchvision's private
+    ``overwrite_eps`` does when it loads these weights)."""
+    for module in model.modules():
+        if isinstance(module, FrozenBatchNorm2d):
+            module.eps = eps
 
 
 def group_norm(channels: int) -> nn.GroupNorm:
@@ -183,7 +193,7 @@ def pretrained_detector(variant: str, image_size: int, weights: str, download: b
             with downloading("COCO weights for Mask R-CNN ResNet-50-FPN"):
                 state = MaskRCNN_ResNet50_FPN_Weights.COCO_V1.get_state_dict(progress=True, check_hash=True)
             detector.load_state_dict(state)
-        overwrite_eps(detector, 0.0)  # as torchvision does for these weights
+        frozen_norm_eps(detector, COCO_FROZEN_NORM_EPS)
         box_features = detector.roi_heads.box_predictor.cls_score.in_features
         detector.roi_heads.box_predictor = FastRCNNPredictor(box_features, NUM_CLASSES)
         detector.roi_heads.mask_predictor = MaskRCNNPredictor(256, 256, NUM_CLASSES)

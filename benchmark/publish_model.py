@@ -25,7 +25,7 @@ import yaml
 
 from benchmark.model_files import CONFIG_FILE, WEIGHTS_FILE, read_model_config, resolve_model_folder
 from chexmix_dataset.atomic import atomic_dir, check_replaceable
-from chexmix_dataset.hub.publish import check_repo_id, open_hub_repo, push_hub_tree, resolve_token
+from chexmix_dataset.hub.push import check_repo_id, open_hub_repo, push_hub_tree, resolve_token
 
 OVERLAY_FILE = "test_overlay.png"
 TREE_NAMES = (WEIGHTS_FILE, CONFIG_FILE, "README.md", OVERLAY_FILE)

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import segmentation_models_pytorch.encoders as smp_encoders
 import torch
-import torchvision.models._api as torchvision_weights
 from helpers import disc
 from torchvision.ops import FrozenBatchNorm2d
 
@@ -81,6 +80,19 @@ def test_mask_rcnn_from_scratch_is_group_normalised_with_anchors_for_the_image_s
     assert pretrained.detector.rpn.anchor_generator.sizes[0] == (16,)
 
 
+def test_mask_rcnn_coco_structure_has_frozen_norms_without_epsilon() -> None:
+    # The COCO weights predict as published only with epsilon 0 in every frozen batch norm;
+    # ImageNet backbones keep torchvision's default. ResNet-50: stem + 16 blocks x 3 + 4 downsamples.
+    def frozen_eps(model) -> list[float]:
+        return [m.eps for m in model.modules() if isinstance(m, FrozenBatchNorm2d)]
+
+    coco = frozen_eps(build_model("mask_rcnn:resnet50", image_size=SIZE, weights="coco", download=False))
+    imagenet = frozen_eps(build_model("mask_rcnn:resnet50", image_size=SIZE, weights="imagenet", download=False))
+    assert len(coco) == len(imagenet) == 53
+    assert set(coco) == {0.0}
+    assert set(imagenet) == {1e-5}
+
+
 def test_mask_rcnn_lesion_area_follows_the_score_threshold() -> None:
     model = build_model("mask_rcnn:resnet18", image_size=SIZE, weights="none")
     instances = torch.zeros(2, 8, 8)
@@ -110,11 +122,13 @@ def test_weight_choices_that_do_not_exist_are_refused() -> None:
         build_model("unet", image_size=100, weights="none")
 
 
-def test_offline_downloads_name_the_alternatives(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_offline_downloads_name_the_alternatives(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
     def offline(*args, **kwargs):
         raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
 
-    monkeypatch.setattr(torchvision_weights, "load_state_dict_from_url", offline)
+    # torchvision fetches through torch.hub; an empty hub folder so that no cached weights answer.
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "torch-hub"))
     monkeypatch.setattr(smp_encoders, "hf_hub_download", lambda *a, **k: (_ for _ in ()).throw(OSError("offline")))
     for spec, weights in (("mask_rcnn:resnet50", "imagenet"), ("mask_rcnn:resnet50", "coco"), ("unet", "imagenet")):
         with pytest.raises(ChexmixInputError, match=r"cannot download .*--weights none.*--weights PATH"):

@@ -182,6 +182,24 @@ def test_bad_config_and_empty_split_are_one_line_errors(tmp_path, capsys):
     assert len(err) == 1 and "empty" in err[0] and "Traceback" not in err[0]
 
 
+@pytest.mark.parametrize("cache_given", [True, False])
+def test_cache_and_downloads_folders_are_the_ones_datasets_uses(tmp_path, monkeypatch, cache_given):
+    # The builder names these folders itself (datasets keeps them private); the oracle is where
+    # download_and_prepare puts its downloads and its rows, read through public attributes.
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf-home")
+    monkeypatch.setattr(datasets.config, "DOWNLOADED_DATASETS_PATH", tmp_path / "hf-downloads")
+    options = dict(SMALL_SAMPLE, sample_n_ct=2, sample_n_cxr=4, sample_ct_shape=(32, 32, 24), sample_cxr_size=64,
+                   projector=ProjectorOptions(size_px=64))
+    builder = make_builder("sample", cache_dir=tmp_path / "given" if cache_given else None, **options)
+    builder.download_and_prepare()
+    root = tmp_path / ("given" if cache_given else "hf-home")
+    assert builder.cache_root == str(root)
+    assert builder.downloads_dir == builder.dl_manager.download_config.cache_dir
+    assert builder.downloads_dir == str(root / "downloads" if cache_given else tmp_path / "hf-downloads")
+    assert Path(builder.cache_dir).is_relative_to(root)
+    assert any((root / "chexmix_sources" / "phantom").iterdir())  # phantoms are generated under the root
+
+
 def test_every_option_and_default_names_the_cache(tmp_path, monkeypatch):
     same = make_builder("sample", cache_dir=tmp_path).cache_dir
     assert make_builder("sample", cache_dir=tmp_path).cache_dir == same

@@ -7,7 +7,7 @@ from pathlib import Path
 from huggingface_hub import DatasetCard
 
 from chexmix_dataset.dataset.builder import CONFIG_NAMES
-from chexmix_dataset.hub.publish import card_assets
+from chexmix_dataset.hub.card import card_assets
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -16,7 +16,7 @@ from benchmark.model_files import load_model
 from benchmark.predict import model_input
 from chexmix_dataset import phantoms
 from chexmix_dataset.cli import main
-from chexmix_dataset.hub import publish as publish_mod
+from chexmix_dataset.hub import push as push_mod
 from chexmix_dataset.projector import ProjectorOptions
 
 EXIF_ORIENTATION = 0x0112
@@ -176,7 +176,7 @@ def test_publish_model_pushes_one_commit(run_dir, capsys, monkeypatch):
     from test_publish import FakeHub
 
     hub = FakeHub()
-    monkeypatch.setattr(publish_mod, "HfApi", hub)
+    monkeypatch.setattr(push_mod, "HfApi", hub)
     monkeypatch.setenv("HF_TOKEN", "hf_test_token")
     assert main(["publish-model", str(run_dir), "--repo-id", "chexmix-test/unet-sample"]) == 0
     assert "4 file(s) in one commit" in capsys.readouterr().out

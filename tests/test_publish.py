@@ -9,41 +9,27 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import datasets
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from datasets.info import DatasetInfosDict
 from helpers import tiny_dataset_dict
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, DatasetCard, DatasetCardData
 from huggingface_hub.errors import HfHubHTTPError
-from huggingface_hub.hf_api import CommitInfo, RepoFile, RepoFolder
+from huggingface_hub.hf_api import RepoFile
 from PIL import Image
+from publish_helpers import CARD, REPO_ID, TOKEN, FakeHub, configs_for_tests, error_lines, run_cli
 
 from chexmix_dataset import cli
 from chexmix_dataset.dataset.features import FEATURES
 from chexmix_dataset.errors import ChexmixInputError
 from chexmix_dataset.hub import publish as publish_mod
+from chexmix_dataset.hub import push as push_mod
+from chexmix_dataset.hub import tree as tree_mod
 from chexmix_dataset.hub.licences import LICENCE_SECTION_TITLE
-
-CARD = """---
-license: other
-task_categories:
-- image-segmentation
-pretty_name: CheXMix (test card)
-tags:
-- medical
-- chest-x-ray
----
-
-# CheXMix
-
-Test body: projections of chest CT mixed with chest X-rays.
-"""
-TOKEN = "hf_testtokenthatmustneverbeprinted"
-REPO_ID = "chexmix-org/chexmix"
 
 # Describes a DatasetDict as JSON-able data. Runs both here and in a subprocess that must not
 # import chexmix_dataset, so it only uses numpy and hashlib.
@@ -73,32 +59,10 @@ def describe(dataset_dict: datasets.DatasetDict) -> dict:
     return json.loads(json.dumps(namespace["describe"](dataset_dict)))
 
 
-def configs_for_tests() -> dict[str, datasets.DatasetDict]:
-    return {"mixed": tiny_dataset_dict(n_train=6, n_test=4), "sample": tiny_dataset_dict(n_train=3, n_test=2, size=48)}
-
 
 def file_digests(tree: Path) -> dict[str, str]:
     return {path.relative_to(tree).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
             for path in sorted(tree.rglob("*")) if path.is_file()}
-
-
-@pytest.fixture
-def offline_publish(monkeypatch, tmp_path):
-    """publish() with the tiny configs instead of the builder, the test card, a private temp area."""
-    built = configs_for_tests()
-    calls: list[str] = []
-
-    def build_config(config, data_dir):
-        calls.append(config)
-        return built[config]
-
-    monkeypatch.setattr(publish_mod, "build_config", build_config)
-    monkeypatch.setattr(publish_mod, "read_dataset_card", lambda: CARD)
-    temp_area = tmp_path / "temp-area"
-    temp_area.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(temp_area))
-    monkeypatch.setenv("HF_TOKEN", TOKEN)
-    return {"built": built, "calls": calls, "temp_area": temp_area}
 
 
 # --- the tree ------------------------------------------------------------------------------------
@@ -109,7 +73,7 @@ def test_tree_layout_shards_cover_every_row_in_order(tmp_path):
     # Every split here holds more than 900 bytes of Arrow data in rows of at most ~700 bytes, so a
     # 900-byte target must split each one, and no shard may exceed the target by a whole target.
     target = 900
-    tree = publish_mod.write_hub_tree(configs, tmp_path / "repo", CARD, target_shard_bytes=target)
+    tree = tree_mod.write_hub_tree(configs, tmp_path / "repo", CARD, target_shard_bytes=target)
     files = sorted(path.relative_to(tree).as_posix() for path in tree.rglob("*") if path.is_file())
     shard_files = []
     for config, dataset_dict in configs.items():
@@ -136,7 +100,7 @@ def test_images_given_as_paths_are_embedded(tmp_path):
     features = datasets.Features({"image": datasets.Image(mode="L"), "image_id": datasets.Value("string")})
     dataset = datasets.Dataset.from_dict({"image": paths, "image_id": ["a", "b", "c"]}, features=features)
     assert dataset.data.column("image").to_pylist()[0]["bytes"] is None  # stored by path before publishing
-    tree = publish_mod.write_hub_tree({"xrays_only": datasets.DatasetDict({"train": dataset})}, tmp_path / "repo", CARD)
+    tree = tree_mod.write_hub_tree({"xrays_only": datasets.DatasetDict({"train": dataset})}, tmp_path / "repo", CARD)
     for path in paths:
         os.remove(path)
     table = pq.read_table(tree / "data/xrays_only/train-00000-of-00001.parquet")
@@ -145,9 +109,35 @@ def test_images_given_as_paths_are_embedded(tmp_path):
         np.testing.assert_array_equal(got, want)
 
 
+def test_shard_sizes_count_images_given_by_path_at_their_file_size(tmp_path):
+    # Noise PNGs barely compress (about 4 kB each): stored by path they are ~40 bytes of Arrow data
+    # per row, so counting the paths instead of the files would plan one shard where three belong.
+    rng = np.random.default_rng(1)
+    paths, files = [], []
+    for i in range(9):
+        paths.append(str(tmp_path / f"noise{i}.png"))
+        Image.fromarray(rng.integers(0, 256, (64, 64), dtype=np.uint8), mode="L").save(paths[-1])
+        files.append(Path(paths[-1]).read_bytes())
+    features = datasets.Features({"image": datasets.Image(mode="L"), "image_id": datasets.Value("string")})
+    ids = [f"row{i}" for i in range(9)]
+    by_path = datasets.Dataset.from_dict({"image": paths, "image_id": ids}, features=features)
+    # The oracle: the same rows built with their bytes in the table.
+    embedded = datasets.Dataset.from_dict({"image": [{"bytes": b, "path": None} for b in files], "image_id": ids},
+                                          features=features)
+    assert by_path.data.nbytes < sum(map(len, files)) / 20 < embedded.data.nbytes / 20
+    estimate = tree_mod.embedded_nbytes(by_path)
+    assert abs(estimate - embedded.data.nbytes) <= 8 * len(ids)  # offsets and validity bits differ, no more
+    target = embedded.data.nbytes // 3 + 1
+    assert tree_mod.shard_count(by_path, target) == tree_mod.shard_count(embedded, target) == 3
+    # A selection counts only its own rows, not the whole table behind it.
+    some = [0, 4, 8]
+    assert abs(tree_mod.embedded_nbytes(by_path.select(some)) - embedded.select(some).flatten_indices().data.nbytes) \
+        <= 8 * len(ids)
+
+
 def test_same_content_gives_byte_identical_trees(tmp_path):
-    first = publish_mod.write_hub_tree(configs_for_tests(), tmp_path / "first", CARD, target_shard_bytes=2000)
-    second = publish_mod.write_hub_tree(configs_for_tests(), tmp_path / "second", CARD, target_shard_bytes=2000)
+    first = tree_mod.write_hub_tree(configs_for_tests(), tmp_path / "first", CARD, target_shard_bytes=2000)
+    second = tree_mod.write_hub_tree(configs_for_tests(), tmp_path / "second", CARD, target_shard_bytes=2000)
     assert file_digests(first) == file_digests(second)
     assert len(file_digests(first)) > 3
 
@@ -156,7 +146,7 @@ def test_failed_write_leaves_previous_folder_untouched(tmp_path, monkeypatch):
     out = tmp_path / "repo"
     out.mkdir()
     (out / "README.md").write_text("previous export")
-    real = publish_mod._with_embedded_files
+    real = tree_mod.with_embedded_files
     seen = []
 
     def fail_on_third_shard(dataset):
@@ -165,9 +155,9 @@ def test_failed_write_leaves_previous_folder_untouched(tmp_path, monkeypatch):
             raise OSError("disk full")
         return real(dataset)
 
-    monkeypatch.setattr(publish_mod, "_with_embedded_files", fail_on_third_shard)
+    monkeypatch.setattr(tree_mod, "with_embedded_files", fail_on_third_shard)
     with pytest.raises(OSError, match="disk full"):
-        publish_mod.write_hub_tree(configs_for_tests(), out, CARD)
+        tree_mod.write_hub_tree(configs_for_tests(), out, CARD)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["repo"]
     assert [p.name for p in out.iterdir()] == ["README.md"]
 
@@ -189,7 +179,7 @@ def _layout_with(problem: str) -> dict[str, datasets.DatasetDict]:
 ])
 def test_layout_the_hub_cannot_load_is_rejected(tmp_path, problem, message):
     with pytest.raises(ChexmixInputError, match=message):
-        publish_mod.write_hub_tree(_layout_with(problem), tmp_path / "repo", CARD)
+        tree_mod.write_hub_tree(_layout_with(problem), tmp_path / "repo", CARD)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -218,7 +208,7 @@ print(json.dumps(out))
 
 def test_load_dataset_in_a_fresh_process_gives_the_same_rows(tmp_path):
     configs = configs_for_tests()
-    tree = publish_mod.write_hub_tree(configs, tmp_path / "repo", CARD, target_shard_bytes=2000)
+    tree = tree_mod.write_hub_tree(configs, tmp_path / "repo", CARD, target_shard_bytes=2000)
     loaded = load_in_fresh_process(tree, sorted(configs), tmp_path)
     for name, dataset_dict in configs.items():
         assert loaded[name] == describe(dataset_dict), name
@@ -244,7 +234,7 @@ def test_publish_sample_config_end_to_end(tmp_path, capsys, monkeypatch):
 
 def test_readme_metadata_is_a_valid_dataset_card(tmp_path):
     configs = configs_for_tests()
-    tree = publish_mod.write_hub_tree(configs, tmp_path / "repo", CARD, target_shard_bytes=2000)
+    tree = tree_mod.write_hub_tree(configs, tmp_path / "repo", CARD, target_shard_bytes=2000)
     card = DatasetCard((tree / "README.md").read_text(encoding="utf-8"))
     data = card.data
     assert isinstance(data, DatasetCardData)
@@ -268,10 +258,10 @@ def test_readme_metadata_is_a_valid_dataset_card(tmp_path):
             matched += hits
     assert sorted(matched) == parquet_files
 
-    infos = {entry["config_name"]: entry for entry in data.dataset_info}
-    assert list(infos) == list(configs)
+    assert [entry["config_name"] for entry in data.dataset_info] == list(configs)
+    infos = DatasetInfosDict.from_dataset_card_data(data)  # how datasets reads the README back
     for name, dataset_dict in configs.items():
-        info = datasets.DatasetInfo._from_yaml_dict(infos[name])
+        info = infos[name]
         assert info.features == FEATURES
         assert {split: s.num_examples for split, s in info.splits.items()} == {
             split: len(dataset) for split, dataset in dataset_dict.items()}
@@ -287,74 +277,13 @@ def test_readme_metadata_is_a_valid_dataset_card(tmp_path):
 ])
 def test_card_without_required_metadata_is_rejected(tmp_path, header, missing):
     with pytest.raises(ChexmixInputError, match=missing) as excinfo:
-        publish_mod.write_hub_tree(configs_for_tests(), tmp_path / "repo", f"---\n{header}---\n# body\n")
+        tree_mod.write_hub_tree(configs_for_tests(), tmp_path / "repo", f"---\n{header}---\n# body\n")
     assert "DATASET_CARD.md" in str(excinfo.value)
     assert not (tmp_path / "repo").exists()
 
 
 # --- the command line and the Hub ----------------------------------------------------------------
 
-
-def run_cli(capsys, *args: str) -> tuple[int, str, str]:
-    code = cli.main(["publish", "--repo-id", REPO_ID, *args])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def error_lines(err: str) -> list[str]:
-    """The error lines on stderr (progress bars may come before them)."""
-    lines = err.strip().splitlines()
-    errors = [line for line in lines if line.startswith("chexmix publish: error:")]
-    assert errors and lines[-1] == errors[-1]
-    return errors
-
-
-class FakeHub:
-    """Stands in for the Hub: records what HfApi is asked to do and keeps the repository's files."""
-
-    def __init__(self, fail_on: str | None = None, error: BaseException | None = None) -> None:
-        self.files: dict[str, bytes] = {".gitattributes": b"*.parquet filter=lfs diff=lfs merge=lfs -text\n"}
-        self.calls: list[tuple] = []
-        self.commits: list[list] = []
-        self.tokens: list[str] = []
-        self.fail_on, self.error = fail_on, error
-
-    def __call__(self, token=None, **_):  # replaces the HfApi class
-        self.tokens.append(token)
-        return self
-
-    def _maybe_fail(self, name: str) -> None:
-        if self.fail_on == name:
-            raise self.error
-
-    def create_repo(self, repo_id, **kwargs):
-        self.calls.append(("create_repo", repo_id, kwargs))
-        self._maybe_fail("create_repo")
-
-    def list_repo_tree(self, repo_id, **kwargs):
-        self.calls.append(("list_repo_tree", repo_id, kwargs))
-        self._maybe_fail("list_repo_tree")
-        entries = [RepoFolder(path="data", oid="0" * 40)]
-        for path, content in self.files.items():
-            git_oid = hashlib.sha1(b"blob %d\0" % len(content) + content).hexdigest()
-            lfs = ({"size": len(content), "oid": hashlib.sha256(content).hexdigest(), "pointerSize": 134}
-                   if path.endswith(".parquet") else None)
-            entries.append(RepoFile(path=path, size=len(content), oid=git_oid, lfs=lfs))
-        return iter(entries)
-
-    def create_commit(self, repo_id, operations, **kwargs):
-        operations = list(operations)
-        self.calls.append(("create_commit", repo_id, kwargs))
-        self._maybe_fail("create_commit")
-        self.commits.append(operations)
-        for op in operations:
-            if isinstance(op, CommitOperationAdd):
-                self.files[op.path_in_repo] = Path(op.path_or_fileobj).read_bytes()
-            else:
-                del self.files[op.path_in_repo]
-        return CommitInfo(commit_url=f"https://huggingface.co/datasets/{repo_id}/commit/{len(self.commits)}",
-                          commit_message=kwargs["commit_message"], commit_description="",
-                          oid=f"{len(self.commits):040d}")
 
 
 def hub_digests(hub: FakeHub) -> dict[str, str]:
@@ -383,22 +312,22 @@ def test_plan_compares_content_not_just_size(tmp_path):
              ".gitattributes": remote(".gitattributes", b"*.parquet filter=lfs\n", False),
              "docs/notes.md": remote("docs/notes.md", b"kept", False)}
 
-    assert publish_mod.plan_operations(tree, {**identical, **stale}) == [
+    assert push_mod.plan_operations(tree, {**identical, **stale}) == [
         CommitOperationDelete(path_in_repo="data/sample/train-00000-of-00001.parquet")]
-    operations = publish_mod.plan_operations(tree, differing)
+    operations = push_mod.plan_operations(tree, differing)
     assert sorted(op.path_in_repo for op in operations) == sorted(files)
     assert all(isinstance(op, CommitOperationAdd) for op in operations)
 
 
 def test_local_dir_writes_the_tree_and_pushes_nothing(tmp_path, capsys, monkeypatch, offline_publish):
     monkeypatch.delenv("HF_TOKEN")
-    monkeypatch.setattr(publish_mod, "get_token", lambda: None)  # no token is needed for --local-dir
+    monkeypatch.setattr(push_mod, "get_token", lambda: None)  # no token is needed for --local-dir
     hub = FakeHub()
-    monkeypatch.setattr(publish_mod, "HfApi", hub)
+    monkeypatch.setattr(push_mod, "HfApi", hub)
     code, out, err = run_cli(capsys, "--configs", "mixed,sample", "--local-dir", str(tmp_path / "export"))
     assert code == 0, err
     assert hub.calls == [] and hub.tokens == []
-    expected = publish_mod.write_hub_tree(offline_publish["built"], tmp_path / "expected", CARD)
+    expected = tree_mod.write_hub_tree(offline_publish["built"], tmp_path / "expected", CARD)
     assert file_digests(tmp_path / "export") == file_digests(expected)
     assert offline_publish["calls"] == ["mixed", "sample"]
     assert (tmp_path / "export" / "docs" / "projection.png").is_file()  # the card's figure travels
@@ -421,7 +350,7 @@ def test_local_dir_replaces_a_previous_export_but_not_other_folders(tmp_path, ca
 
 def test_push_sends_one_commit_with_every_file(tmp_path, capsys, monkeypatch, offline_publish):
     hub = FakeHub()
-    monkeypatch.setattr(publish_mod, "HfApi", hub)
+    monkeypatch.setattr(push_mod, "HfApi", hub)
     code, out, err = run_cli(capsys, "--configs", "mixed,sample", "--private")
     assert code == 0, err
     assert [call[0] for call in hub.calls] == ["create_repo", "list_repo_tree", "create_commit"]
@@ -430,7 +359,7 @@ def test_push_sends_one_commit_with_every_file(tmp_path, capsys, monkeypatch, of
     assert hub.tokens == [TOKEN]
     assert TOKEN not in out + err
 
-    local = publish_mod.write_hub_tree(offline_publish["built"], tmp_path / "local", CARD)
+    local = tree_mod.write_hub_tree(offline_publish["built"], tmp_path / "local", CARD)
     [operations] = hub.commits
     assert all(isinstance(op, CommitOperationAdd) for op in operations)
     assert sorted(op.path_in_repo for op in operations) == sorted(file_digests(local))
@@ -441,7 +370,7 @@ def test_push_sends_one_commit_with_every_file(tmp_path, capsys, monkeypatch, of
 
 def test_republishing_unchanged_content_makes_no_commit(capsys, monkeypatch, offline_publish):
     hub = FakeHub()
-    monkeypatch.setattr(publish_mod, "HfApi", hub)
+    monkeypatch.setattr(push_mod, "HfApi", hub)
     assert run_cli(capsys, "--configs", "mixed,sample")[0] == 0
     code, out, _ = run_cli(capsys, "--configs", "mixed,sample")
     assert code == 0
@@ -453,13 +382,13 @@ def test_republishing_unchanged_content_makes_no_commit(capsys, monkeypatch, off
 def test_republishing_changes_sends_only_changes_and_deletes_stale_shards(tmp_path, capsys, monkeypatch,
                                                                           offline_publish):
     hub = FakeHub()
-    monkeypatch.setattr(publish_mod, "HfApi", hub)
+    monkeypatch.setattr(push_mod, "HfApi", hub)
     assert run_cli(capsys, "--configs", "mixed,sample")[0] == 0
     before = hub_digests(hub)
     offline_publish["built"]["mixed"] = tiny_dataset_dict(n_train=5, n_test=4)  # one training image fewer
     assert run_cli(capsys, "--configs", "mixed")[0] == 0
 
-    after = file_digests(publish_mod.write_hub_tree({"mixed": offline_publish["built"]["mixed"]},
+    after = file_digests(tree_mod.write_hub_tree({"mixed": offline_publish["built"]["mixed"]},
                                                     tmp_path / "expected", CARD))
     assert len(hub.commits) == 2
     operations = hub.commits[1]
@@ -475,12 +404,12 @@ def test_republishing_changes_sends_only_changes_and_deletes_stale_shards(tmp_pa
 
 def test_no_token_is_one_line_and_exit_2(capsys, monkeypatch, offline_publish):
     monkeypatch.delenv("HF_TOKEN")
-    monkeypatch.setattr(publish_mod, "get_token", lambda: None)
+    monkeypatch.setattr(push_mod, "get_token", lambda: None)
     hub = FakeHub()
-    monkeypatch.setattr(publish_mod, "HfApi", hub)
+    monkeypatch.setattr(push_mod, "HfApi", hub)
     code, out, err = run_cli(capsys, "--configs", "sample")
     assert code == 2
-    assert err.strip().splitlines() == [f"chexmix publish: error: {publish_mod.NO_TOKEN_MESSAGE}"]  # nothing else ran
+    assert err.strip().splitlines() == [f"chexmix publish: error: {push_mod.NO_TOKEN_MESSAGE}"]  # nothing else ran
     assert offline_publish["calls"] == [] and hub.calls == []
     assert list(offline_publish["temp_area"].iterdir()) == []
 
@@ -489,7 +418,7 @@ def test_no_token_is_one_line_and_exit_2(capsys, monkeypatch, offline_publish):
                                      "org/x.git"])
 def test_malformed_repo_id_is_one_line_and_exit_2(capsys, monkeypatch, offline_publish, repo_id):
     hub = FakeHub()
-    monkeypatch.setattr(publish_mod, "HfApi", hub)
+    monkeypatch.setattr(push_mod, "HfApi", hub)
     code = cli.main(["publish", "--repo-id", repo_id, "--configs", "sample"])
     err = capsys.readouterr().err
     assert code == 2
@@ -521,7 +450,7 @@ def http_error(status: int) -> HfHubHTTPError:
 def test_hub_failure_is_one_line_exit_2_and_leaves_nothing(tmp_path, capsys, monkeypatch, offline_publish,
                                                            fail_on, error, expected):
     hub = FakeHub(fail_on=fail_on, error=error)
-    monkeypatch.setattr(publish_mod, "HfApi", hub)
+    monkeypatch.setattr(push_mod, "HfApi", hub)
     code, out, err = run_cli(capsys, "--configs", "mixed")
     assert code == 2
     lines = error_lines(err)

@@ -11,18 +11,13 @@ import public_layouts_more as more
 import pyarrow.parquet as pq
 import pytest
 from huggingface_hub import DatasetCard
-from test_publish import (
-    CARD,
-    FakeHub,
-    error_lines,
-    offline_publish,  # noqa: F401 - a fixture
-    run_cli,
-)
+from publish_helpers import CARD, FakeHub, error_lines, run_cli
 
 from chexmix_dataset.dataset.builder import make_builder
 from chexmix_dataset.errors import ChexmixInputError
-from chexmix_dataset.hub import publish as publish_mod
-from chexmix_dataset.hub.licences import LICENCE_SECTION_TITLE
+from chexmix_dataset.hub import card as card_mod
+from chexmix_dataset.hub import licences as licences_mod
+from chexmix_dataset.hub import push as push_mod
 from chexmix_dataset.sources import covid_qu_ex, mosmed
 
 ND = mosmed.LICENSE  # "CC-BY-NC-ND-3.0"
@@ -34,7 +29,7 @@ ND = mosmed.LICENSE  # "CC-BY-NC-ND-3.0"
     ("CC-BY-NC-SA-4.0", None), ("CC BY 4.0", None), ("Apache 2.0", None), ("CC0-1.0", None), ("Landmark-1.0", None),
 ])
 def test_which_licences_block_publishing(licence, problem):
-    assert publish_mod.publication_problem(licence) == problem
+    assert licences_mod.publication_problem(licence) == problem
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +79,7 @@ def test_publish_refuses_a_mix_with_a_no_derivatives_source_unless_included(tmp_
     assert sum(published.values()) == sum(len(split) for split in nd_mix.values())
     card = DatasetCard((out / "README.md").read_text(encoding="utf-8"))
     # The licence section lists exactly the published (licence, origin) pairs with their row counts.
-    section = card.text[card.text.index(LICENCE_SECTION_TITLE):]
+    section = card.text[card.text.index(licences_mod.LICENCE_SECTION_TITLE):]
     table = [line for line in section.splitlines() if line.startswith("| ") and not line.startswith("| licence")]
     listed = Counter({(cells[0], cells[1]): int(cells[2])
                       for cells in ([c.strip() for c in line.strip("|").split("|")] for line in table)})
@@ -102,17 +97,17 @@ def test_unrestricted_rows_publish_without_options_and_section_replaces_an_old_o
     code, _, err = run_cli(capsys, "--configs", "sample", "--local-dir", str(tmp_path / "export"))
     assert code == 0, err
     readme = (tmp_path / "export" / "README.md").read_text(encoding="utf-8")
-    assert readme.count(LICENCE_SECTION_TITLE) == 1 and "| CC0-1.0 | test/discs | 5 |  |" in readme
+    assert readme.count(licences_mod.LICENCE_SECTION_TITLE) == 1 and "| CC0-1.0 | test/discs | 5 |  |" in readme
     # Rendering a card that already holds a generated section replaces it instead of adding another.
-    again = publish_mod.render_card(readme, {}, "sample", {("CC-BY-4.0", "x"): 2})
-    assert again.count(LICENCE_SECTION_TITLE) == 1 and "| CC-BY-4.0 | x | 2 |" in again
+    again = card_mod.render_card(readme, {}, "sample", {("CC-BY-4.0", "x"): 2})
+    assert again.count(licences_mod.LICENCE_SECTION_TITLE) == 1 and "| CC-BY-4.0 | x | 2 |" in again
     assert "CC0-1.0 | test/discs" not in again
 
 
 def test_rows_without_a_licence_column_are_refused():
     dataset = datasets.Dataset.from_dict({"image_id": ["a"]})
     with pytest.raises(ChexmixInputError, match="no `license` column"):
-        publish_mod.licence_rows({"mixed": datasets.DatasetDict({"train": dataset})})
+        licences_mod.licence_rows({"mixed": datasets.DatasetDict({"train": dataset})})
 
 
 def test_refused_rows_are_never_pushed(capsys, monkeypatch, offline_publish):
@@ -120,7 +115,7 @@ def test_refused_rows_are_never_pushed(capsys, monkeypatch, offline_publish):
     offline_publish["built"]["mixed"] = datasets.DatasetDict(
         {split: dataset.map(lambda row: {"license": "CC BY-ND 4.0"}) for split, dataset in mixed.items()})
     hub = FakeHub()
-    monkeypatch.setattr(publish_mod, "HfApi", hub)
+    monkeypatch.setattr(push_mod, "HfApi", hub)
     code, _, err = run_cli(capsys, "--configs", "mixed")
     assert code == 2 and "CC BY-ND 4.0 (no derivatives): 10 rows" in error_lines(err)[0]
     assert hub.commits == [] and [call[0] for call in hub.calls] == ["create_repo"]

@@ -86,7 +86,8 @@ def source_table(dataset: datasets.DatasetDict, plan: SplitPlan) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     from chexmix_dataset.atomic import check_replaceable
-    from chexmix_dataset.hub.publish import EXPORT_NAMES, read_dataset_card, write_hub_tree
+    from chexmix_dataset.hub.card import read_dataset_card
+    from chexmix_dataset.hub.tree import EXPORT_NAMES, write_hub_tree
 
     if args.engine == "ray" and args.out is None:
         raise ChexmixInputError("--engine ray writes its rows to --out DIR: give --out")

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import argparse
 
-from chexmix_dataset.hub.publish import CONFIG_NAMES, TARGET_SHARD_BYTES, publish
+from chexmix_dataset.dataset.builder import CONFIG_NAMES
+from chexmix_dataset.hub.publish import publish
+from chexmix_dataset.hub.tree import TARGET_SHARD_BYTES
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

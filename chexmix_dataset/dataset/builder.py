@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
+import posixpath
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -122,6 +124,17 @@ class CheXMix(datasets.GeneratorBasedBuilder):
     ]
     DEFAULT_CONFIG_NAME = "sample"
 
+    def __init__(self, cache_dir: str | None = None, **kwargs) -> None:
+        super().__init__(cache_dir=cache_dir, **kwargs)
+        # datasets keeps both folders private (_cache_dir_root, _cache_downloaded_dir); they follow
+        # its documented rule: under cache_dir when given, else HF_DATASETS_CACHE and
+        # HF_DATASETS_DOWNLOADED_DATASETS_PATH. tests/test_builder.py checks they agree.
+        #: the cache root: ``cache_dir``, else ``datasets.config.HF_DATASETS_CACHE``.
+        self.cache_root = os.path.expanduser(str(cache_dir or datasets.config.HF_DATASETS_CACHE))
+        #: where ``download_and_prepare`` downloads (and reuses) the sources' files.
+        self.downloads_dir = (posixpath.join(self.cache_root, datasets.config.DOWNLOADED_DATASETS_DIR) if cache_dir
+                              else os.path.expanduser(str(datasets.config.DOWNLOADED_DATASETS_PATH)))
+
     def _info(self) -> datasets.DatasetInfo:
         return datasets.DatasetInfo(
             description=_DESCRIPTION,
@@ -163,7 +176,7 @@ class CheXMix(datasets.GeneratorBasedBuilder):
         if "phantom" in names:
             # Phantoms read no data_dir: they are generated once into the builder's cache.
             names.remove("phantom")
-            root = Path(self._cache_dir_root) / "chexmix_sources" / "phantom"
+            root = Path(self.cache_root) / "chexmix_sources" / "phantom"
             scan.add(phantom_source.scan(root, n_ct=config.sample_n_ct, n_cxr=config.sample_n_cxr, seed=config.seed,
                                          ct_shape=tuple(config.sample_ct_shape), cxr_size=config.sample_cxr_size))
         if names:

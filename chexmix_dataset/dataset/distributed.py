@@ -4,8 +4,9 @@ The driver plans the splits exactly as the local builder does (:meth:`CheXMix.pl
 patient-level split, same seed, same items in the same order), then each planned item becomes
 one Ray task that loads it, projects it (CTs) and encodes the row with :data:`FEATURES`, the
 way the local builder's writer does. The driver writes the rows back in plan order into Arrow
-files and hands the resulting :class:`datasets.DatasetDict` to :func:`.publish.write_hub_tree`,
-so the output folder is the Hub layout ``chexmix publish --local-dir`` writes::
+files and hands the resulting :class:`datasets.DatasetDict` to
+:func:`chexmix_dataset.hub.tree.write_hub_tree`, so the output folder is the Hub layout
+``chexmix publish --local-dir`` writes::
 
     README.md
     data/{config}/{split}-{index:05d}-of-{count:05d}.parquet
@@ -50,7 +51,8 @@ from chexmix_dataset.dataset.builder import CheXMix, _row_for, image_id_for
 from chexmix_dataset.dataset.features import FEATURES
 from chexmix_dataset.dataset.splits import SplitPlan
 from chexmix_dataset.errors import ChexmixInputError
-from chexmix_dataset.hub.publish import EXPORT_NAMES, read_dataset_card, write_hub_tree
+from chexmix_dataset.hub.card import read_dataset_card
+from chexmix_dataset.hub.tree import EXPORT_NAMES, write_hub_tree
 from chexmix_dataset.projector import ProjectorOptions
 from chexmix_dataset.sources.base import CTCase, CXRCase
 
@@ -202,9 +204,9 @@ def _in_order(ray, task, items: list, projector_ref, row_for_ref, window: int) -
 def _download_manager(builder: CheXMix) -> datasets.DownloadManager:
     """The download manager ``download_and_prepare`` would make, so that sources fetch into (and
     reuse) the same downloads folder as a local build; kept on the builder for the records."""
-    config = datasets.DownloadConfig(cache_dir=builder._cache_downloaded_dir, use_etag=False, token=builder.token,
+    # record_checksums stays at its default (False): datasets turns it on only for `datasets-cli test`.
+    config = datasets.DownloadConfig(cache_dir=builder.downloads_dir, use_etag=False, token=builder.token,
                                      storage_options=builder.storage_options)
     builder.dl_manager = datasets.DownloadManager(dataset_name=builder.dataset_name, download_config=config,
-                                                  data_dir=builder.config.data_dir, base_path=builder.base_path,
-                                                  record_checksums=builder._record_checksums)
+                                                  data_dir=builder.config.data_dir, base_path=builder.base_path)
     return builder.dl_manager

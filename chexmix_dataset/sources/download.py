@@ -34,10 +34,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import datasets
-import tqdm.std
 
 from chexmix_dataset.atomic import write_json
 from chexmix_dataset.errors import ChexmixInputError, first_line
+from chexmix_dataset.private_apis import open_progress_bars
 
 logger = logging.getLogger(__name__)
 
@@ -122,9 +122,8 @@ def download_records(builder: Any) -> list[dict[str, Any]]:
     if config.data_dir is not None:
         return []
     dl_manager = getattr(builder, "dl_manager", None)
-    # datasets keeps its downloads folder private until download_and_prepare made a dl_manager.
-    downloads_dir = (dl_manager.download_config.cache_dir if dl_manager is not None
-                     else builder._cache_downloaded_dir)
+    # The dl_manager's folder when download_and_prepare was given another download_config.
+    downloads_dir = dl_manager.download_config.cache_dir if dl_manager is not None else builder.downloads_dir
     records = read_records(downloads_dir)
     urls = [url for name in config.sources or DEFAULT_SOURCES[config.name] if name in SOURCES
             for url in SOURCES[name].URLS.values()]
@@ -209,7 +208,7 @@ def _check_content(url: str, path: Path) -> None:
 
 def _close_progress_bars() -> None:
     """Finish the bars a failed transfer left open, so the error starts a line of its own."""
-    for bar in list(getattr(tqdm.std.tqdm, "_instances", ())):
+    for bar in open_progress_bars():
         bar.close()
 
 
