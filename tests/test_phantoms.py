@@ -173,16 +173,17 @@ def test_phantom_refuses_foreign_files_and_phantoms_of_unknown_seed(tmp_path):
 
 
 def test_failed_run_leaves_no_output(tmp_path, monkeypatch):
-    import chexmix_dataset.phantoms as phantoms
+    # write_phantoms looks chest_phantom up in its own module, so that is where it is replaced.
+    import chexmix_dataset.phantoms.files as phantom_files
 
-    real = phantoms.chest_phantom
+    real = phantom_files.chest_phantom
 
     def fail_on_second(seed, shape, lesions=None):
         if seed == 1:
             raise RuntimeError("disk on fire")
         return real(seed, shape, lesions)
 
-    monkeypatch.setattr(phantoms, "chest_phantom", fail_on_second)
+    monkeypatch.setattr(phantom_files, "chest_phantom", fail_on_second)
     with pytest.raises(RuntimeError):
         write_phantoms(tmp_path / "out", 2, seed=0, shape=TINY)
     assert list(tmp_path.iterdir()) == []
