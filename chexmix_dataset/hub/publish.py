@@ -372,9 +372,10 @@ def _hub_failure(repo_id: str, exc: BaseException, token: str) -> str:
 # --- the whole publish ---------------------------------------------------------------------------
 
 
-def build_config(config: str, data_dir: str | os.PathLike | None) -> datasets.DatasetDict:
-    """One CheXMix config, built (or reused from the ``datasets`` cache) by the builder."""
-    return load_chexmix(config, data_dir=data_dir)
+def build_config(config: str, data_dir: str | os.PathLike | None, **options) -> datasets.DatasetDict:
+    """One CheXMix config, built (or reused from the ``datasets`` cache) by the builder with
+    :func:`~chexmix_dataset.dataset.builder.load_chexmix` ``options`` (split, seed, projector, ...)."""
+    return load_chexmix(config, data_dir=data_dir, **options)
 
 
 def check_configs(configs: Sequence[str]) -> list[str]:
@@ -396,6 +397,7 @@ def publish(
     card_text: str | None = None,
     target_shard_bytes: int = TARGET_SHARD_BYTES,
     include_licences: Sequence[str] = (),
+    config_options: Mapping[str, Mapping] | None = None,
 ) -> PublishResult:
     """Build ``configs`` and push them to the Hub dataset ``repo_id``, or write them to ``local_dir``.
 
@@ -403,7 +405,8 @@ def publish(
     not at all. Without it the tree is written to a temporary folder, pushed in one commit, and
     removed. ``card_text`` defaults to the packaged DATASET_CARD.md. Rows under a no-derivatives
     or unknown licence stop the publish before anything is written or pushed, unless
-    ``include_licences`` names those licences (:func:`check_publishable`).
+    ``include_licences`` names those licences (:func:`check_publishable`). ``config_options``:
+    config name -> builder options for it (what ``chexmix publish``'s dataset options ask for).
     """
     repo_id = check_repo_id(repo_id)
     configs = check_configs(configs)
@@ -415,7 +418,8 @@ def publish(
     parse_card(card_text)
     token = None if local_dir is not None else resolve_token()
     api = None if token is None else open_hub_repo(repo_id, token=token, private=private)
-    datasets_by_config = {config: build_config(config, data_dir) for config in configs}
+    datasets_by_config = {config: build_config(config, data_dir, **(config_options or {}).get(config, {}))
+                          for config in configs}
     check_publishable(licence_rows(datasets_by_config), include_licences)
     if local_dir is not None:
         tree = write_hub_tree(datasets_by_config, local_dir, card_text, target_shard_bytes=target_shard_bytes)
