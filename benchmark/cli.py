@@ -149,7 +149,7 @@ def make_cells(plan: list[tuple[str, str, str, bool, dict]], args: argparse.Name
     """The cells of a :func:`plan_cells` plan, each (config, split, options) loaded once, with the
     dataset options of ``args`` passed to the builder as ``chexmix build`` passes them."""
     from benchmark.grid import Cell
-    from chexmix_dataset.commands.dataset_args import builder_options_from_args
+    from chexmix_dataset.commands.dataset_args import MIXING_CONFIGS, builder_options_from_args
 
     loaded: dict[tuple, tuple[datasets.DatasetDict, list[dict]]] = {}
     cells = []
