@@ -159,6 +159,8 @@ def test_data_dir_with_the_sample_warns_that_it_is_unused(tmp_path, capsys, name
 @pytest.mark.parametrize("argv, message", [
     (["build", "--config", "xrays_only", "--ct-fraction", "0.5"], "--ct-fraction replaces training CXRs"),
     (["build", "--config", "sample", "--num-proc", "0"], "--num-proc must be at least 1"),
+    (["show", "--config", "mixed", "--ct-fraction", "1.5", "--out", "x.png"], "--ct-fraction must be in [0, 1]"),
+    (["build", "--config", "sample", "--seed", "-1"], "--seed must be a non-negative integer"),
     (["bench", "--config", "ct_projections", "--ct-fraction", "0.5"], "--config ct_projections has none to replace"),
     (["bench", "--config", "sample", "--split", "official"], "--split official is for build"),
     (["bench", "--sweep", "ct-fraction=0,1", "--ct-fraction", "0.5"], "drop --ct-fraction"),

@@ -34,21 +34,18 @@ def config_name(text: str) -> str:
 
 
 def config_list(text: str) -> list[str]:
-    """``--config mixed,sample`` (publish): distinct config names, each one of :data:`CONFIG_NAMES`."""
-    names = list(dict.fromkeys(name.strip() for name in text.split(",") if name.strip()))
-    unknown = [name for name in names if name not in CONFIG_NAMES]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(f"unknown config(s) {', '.join(unknown) or '(none given)'}; "
-                                         f"choose from {', '.join(CONFIG_NAMES)}")
-    return names
+    """``--config mixed,sample`` (publish): the names, in order, each once. The command checks
+    them (``publish`` with :func:`chexmix_dataset.hub.publish.check_configs`)."""
+    return list(dict.fromkeys(name.strip() for name in text.split(",") if name.strip()))
 
 
 def add_dataset_arguments(parser: argparse.ArgumentParser, config_required: bool = True,
                           many_configs: bool = False, config_help: str | None = None) -> argparse._ArgumentGroup:
     """The "dataset" group: which config, from which data, split how, projected how.
 
-    ``config_required=False`` leaves ``--config`` None when not given (``bench`` decides then);
-    ``many_configs`` makes it a comma-separated list defaulting to every config (``publish``).
+    ``config_required=False`` leaves ``--config`` None when not given and lets the command check
+    it together with its other options (``bench`` with ``--paper``/``--sweep``); ``many_configs``
+    makes it a comma-separated list defaulting to every config (``publish``).
     """
     group = parser.add_argument_group("dataset", "which CheXMix config to build and how (the same options for "
                                       "build, show, export, publish and bench)")
@@ -57,7 +54,8 @@ def add_dataset_arguments(parser: argparse.ArgumentParser, config_required: bool
                            metavar="C[,C...]",
                            help=f"comma-separated CheXMix configs (default: {','.join(CONFIG_NAMES)})")
     else:
-        group.add_argument("--config", type=config_name, required=config_required, default=None,
+        group.add_argument("--config", type=config_name if config_required else str, required=config_required,
+                           default=None,
                            metavar="{" + ",".join(CONFIG_NAMES) + "}",
                            help=config_help or f"CheXMix config: {', '.join(CONFIG_NAMES)} (required)")
     group.add_argument("--data-dir", type=Path, default=None,
@@ -108,11 +106,14 @@ def check_dataset_args(args: argparse.Namespace, configs: Sequence[str]) -> None
     """Refuse dataset options that none of ``configs`` can honour; warn about ones they ignore.
 
     Raises:
-        ChexmixInputError: ``--ct-fraction`` for configs that mix nothing, ``--num-proc`` below 1.
+        ChexmixInputError: ``--ct-fraction`` outside [0, 1] or for configs that mix nothing,
+            ``--num-proc`` below 1.
     """
     if args.ct_fraction is not None and not set(configs) & set(MIXING_CONFIGS):
         raise ChexmixInputError(f"--ct-fraction replaces training CXRs by CT projections, which only "
                                 f"{' and '.join(MIXING_CONFIGS)} do; --config {','.join(configs)} has none to replace")
+    if args.ct_fraction is not None and not 0.0 <= args.ct_fraction <= 1.0:  # before any download
+        raise ChexmixInputError(f"--ct-fraction must be in [0, 1], got {args.ct_fraction}")
     if args.num_proc is not None and args.num_proc < 1:
         raise ChexmixInputError(f"--num-proc must be at least 1, got {args.num_proc}")
     if args.data_dir is not None and set(configs) <= set(OFFLINE_CONFIGS):

@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 
 from chexmix_dataset.commands.dataset_args import add_dataset_arguments, builder_options_from_args, check_dataset_args
-from chexmix_dataset.hub.publish import TARGET_SHARD_BYTES, publish
+from chexmix_dataset.hub.publish import TARGET_SHARD_BYTES, check_configs, publish
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,6 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     include = [name.strip() for name in args.include_licence.split(",") if name.strip()]
+    check_configs(args.config)
     check_dataset_args(args, args.config)
 
     num_proc = {} if args.num_proc is None else {"num_proc": args.num_proc}

@@ -143,7 +143,7 @@ def mixed_plan(cxr_train: list, cxr_test: list, ct_items: list, ct_fraction: flo
         ChexmixInputError: ``ct_fraction`` outside [0, 1], or fewer CT views than places.
     """
     if not 0.0 <= ct_fraction <= 1.0:
-        raise ChexmixInputError(f"ct_fraction must be in [0, 1], got {ct_fraction}")
+        raise ChexmixInputError(f"--ct-fraction must be in [0, 1], got {ct_fraction}")
     n_ct = int(round(ct_fraction * len(cxr_train)))
     test_patients = {item.patient_id for item in cxr_test}
     usable = [item for item in ct_items if item.patient_id not in test_patients]

@@ -411,7 +411,7 @@ def publish(
     repo_id = check_repo_id(repo_id)
     configs = check_configs(configs)
     if data_dir is not None and not Path(data_dir).is_dir():
-        raise ChexmixInputError("data folder does not exist", data_dir)
+        raise ChexmixInputError("--data-dir does not exist or is not a folder", data_dir)
     if local_dir is not None:
         check_replaceable(local_dir, EXPORT_NAMES)  # before the slow build
     card_text = read_dataset_card() if card_text is None else card_text
