@@ -209,7 +209,7 @@ def parse_card(card_text: str) -> DatasetCard:
 
 def card_assets() -> dict[str, Path]:
     """The figure DATASET_CARD.md shows, from a source checkout (where maintainers publish)."""
-    figure = Path(__file__).resolve().parents[1] / CARD_FIGURE
+    figure = Path(__file__).resolve().parents[2] / CARD_FIGURE  # the repository root, above chexmix_dataset/hub/
     return {CARD_FIGURE: figure} if figure.is_file() else {}
 
 
