@@ -180,3 +180,53 @@ def test_export_into_an_existing_folder_names_the_cli_option(tmp_path, capsys) -
     assert main(["export", "coco", "--config", "sample", "--out", str(tmp_path / "coco")]) == 2
     err = capsys.readouterr().err
     assert "give --overwrite to replace it" in err and "overwrite=True" not in err
+
+
+def test_bench_passes_the_dataset_options_to_the_builder_as_build_does(tmp_path, monkeypatch) -> None:
+    from helpers import tiny_dataset_dict
+
+    import benchmark.cli as bench_cli
+    import benchmark.harness as harness
+    from chexmix_dataset.commands.dataset_args import builder_from_args
+
+    loaded = []
+    monkeypatch.setattr(bench_cli, "load_config", lambda config, data_dir, split, **options: loaded.append(
+        (config, data_dir, split, options)) or (tiny_dataset_dict(), []))
+    monkeypatch.setattr(harness, "run_grid", lambda *args, **kwargs: {"runs": []})
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "results.md").write_text("stand-in\n")
+    dataset_options = ["--config", "mixed", "--data-dir", str(tmp_path), "--split", "70/30", "--seed", "3",
+                       "--ct-fraction", "0.5", "--size", "128", "--geometry", "cone", "--view-deg", "5",
+                       "--sources", "covid_chestxray, covid19_ct_seg", "--num-proc", "2",
+                       "--cache-dir", str(tmp_path / "cache"), "--mirror", "http://127.0.0.1:9/m"]
+    assert main(["bench", *dataset_options, "--image-size", "64", "--out", str(tmp_path / "out")]) == 0
+    ((config, data_dir, split, options),) = loaded
+    assert (config, data_dir, split, options.pop("num_proc")) == ("mixed", tmp_path, "70/30", 2)
+    # The same builder `chexmix build` would make from these options.
+    built = builder_from_args(subcommand_parser("build").parse_args(dataset_options))
+    assert built.config.train_test_split == "70/30" and built.config.data_dir == str(tmp_path)
+    assert options.pop("cache_dir") == tmp_path / "cache" and str(built.cache_dir).startswith(str(tmp_path / "cache"))
+    for name, value in options.items():
+        assert getattr(built.config, name) == value, name
+    assert set(options) == {"seed", "ct_fraction", "projector", "sources", "mirror"}
+    assert options["projector"].size_px == 128 and options["projector"].geometry == "cone"
+    assert options["projector"].view_deg == 5.0 and options["seed"] == 3 and options["ct_fraction"] == 0.5
+    assert options["sources"] == ("covid_chestxray", "covid19_ct_seg")
+
+
+def test_publish_builds_each_config_with_the_dataset_options(tmp_path, monkeypatch, capsys) -> None:
+    from helpers import tiny_dataset_dict
+
+    import chexmix_dataset.hub.publish as publish_mod
+
+    built = []
+    monkeypatch.setattr(publish_mod, "build_config", lambda config, data_dir, **options: built.append(
+        (config, options)) or tiny_dataset_dict())
+    monkeypatch.setattr(publish_mod, "check_publishable", lambda *args: None)
+    code = main(["publish", "--repo-id", "org/name", "--config", "sample,xrays_only", "--split", "80/20", "--seed", "2",
+                 "--ct-fraction", "0.25", "--local-dir", str(tmp_path / "hub")])
+    assert code == 0, capsys.readouterr().err
+    assert [config for config, _ in built] == ["sample", "xrays_only"]
+    sample, xrays = (options for _, options in built)
+    assert sample == {"split": "80/20", "seed": 2, "ct_fraction": 0.25}
+    assert xrays == {"split": "80/20", "seed": 2}  # xrays_only mixes nothing: no --ct-fraction for it
