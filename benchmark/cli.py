@@ -17,12 +17,12 @@ from pathlib import Path
 
 import datasets
 
+from chexmix_dataset.commands.dataset_args import DEFAULT_SPLIT
 from chexmix_dataset.dataset.splits import is_official, parse_split
 from chexmix_dataset.errors import ChexmixInputError
 
 CONFIGS = ("xrays_only", "mixed", "ct_projections", "sample")
 PAPER_GRID = (("60/40", True), ("80/20", True), ("80/20", False))
-DEFAULT_SPLIT = "60/40"
 DEFAULT_MODELS = "mask_rcnn,unet"
 SWEEP_CONFIGS = ("mixed", "sample")
 SWEEP_PARAMETER = "ct-fraction"
@@ -145,6 +145,15 @@ def plan_cells(args: argparse.Namespace) -> list[tuple[str, str, str, bool, dict
     return [(label, config, split, augment, extra) for split, augment in PAPER_GRID for label, config, extra in sources]
 
 
+def row_options(args: argparse.Namespace, config: str) -> tuple[tuple[str, str], ...]:
+    """The given dataset options that change a config's rows (not where they are cached or
+    fetched from), as (name, text) pairs: what results.json records and resuming must repeat."""
+    from chexmix_dataset.commands.dataset_args import builder_options_from_args
+
+    given = builder_options_from_args(args, config)
+    return tuple((name, str(given[name])) for name in ("seed", "ct_fraction", "projector", "sources") if name in given)
+
+
 def make_cells(plan: list[tuple[str, str, str, bool, dict]], args: argparse.Namespace) -> list:
     """The cells of a :func:`plan_cells` plan, each (config, split, options) loaded once, with the
     dataset options of ``args`` passed to the builder as ``chexmix build`` passes them."""
@@ -164,7 +173,7 @@ def make_cells(plan: list[tuple[str, str, str, bool, dict]], args: argparse.Name
         dataset, downloads = loaded[key]
         ct_fraction = extra.get("ct_fraction", args.ct_fraction if config in MIXING_CONFIGS else None)
         cells.append(Cell(label, config, split, augment, dataset, ct_fraction=ct_fraction,
-                          downloads=tuple(downloads)))
+                          downloads=tuple(downloads), dataset_options=row_options(args, config)))
     return cells
 
 

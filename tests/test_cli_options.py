@@ -192,7 +192,8 @@ def test_bench_passes_the_dataset_options_to_the_builder_as_build_does(tmp_path,
     loaded = []
     monkeypatch.setattr(bench_cli, "load_config", lambda config, data_dir, split, **options: loaded.append(
         (config, data_dir, split, options)) or (tiny_dataset_dict(), []))
-    monkeypatch.setattr(harness, "run_grid", lambda *args, **kwargs: {"runs": []})
+    ran = []
+    monkeypatch.setattr(harness, "run_grid", lambda cells, *args, **kwargs: ran.extend(cells) or {"runs": []})
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "results.md").write_text("stand-in\n")
     dataset_options = ["--config", "mixed", "--data-dir", str(tmp_path), "--split", "70/30", "--seed", "3",
@@ -212,6 +213,21 @@ def test_bench_passes_the_dataset_options_to_the_builder_as_build_does(tmp_path,
     assert options["projector"].size_px == 128 and options["projector"].geometry == "cone"
     assert options["projector"].view_deg == 5.0 and options["seed"] == 3 and options["ct_fraction"] == 0.5
     assert options["sources"] == ("covid_chestxray", "covid19_ct_seg")
+    # What changes the rows is recorded with the run (results.json, resume checks); cache and mirror are not.
+    (cell,) = ran
+    assert dict(cell.dataset_options) == {"seed": "3", "ct_fraction": "0.5", "projector": str(options["projector"]),
+                                          "sources": str(options["sources"])}
+
+
+def test_resuming_under_other_dataset_options_is_refused() -> None:
+    from benchmark.checkpoints import check_settings
+
+    older = {"settings": {"epochs": 2}}  # written before dataset options were recorded: the defaults
+    check_settings(older, {"epochs": 2, "dataset_options": {}}, "last.pt")
+    with pytest.raises(ChexmixInputError, match=r"dataset_options \{\} \(now \{'seed': '3'\}\)"):
+        check_settings(older, {"epochs": 2, "dataset_options": {"seed": "3"}}, "last.pt")
+    with pytest.raises(ChexmixInputError, match="--weights last cannot resume"):
+        check_settings({"settings": {"dataset_options": {"seed": "3"}}}, {"dataset_options": {}}, "last.pt")
 
 
 def test_publish_builds_each_config_with_the_dataset_options(tmp_path, monkeypatch, capsys) -> None:
