@@ -37,6 +37,9 @@ class Cell:
     dataset: datasets.DatasetDict = field(compare=False, repr=False)
     ct_fraction: float | None = None  # the share of training CXRs asked to be replaced (a sweep's x); None: default
     downloads: tuple[dict, ...] = field(default=(), compare=False)  # what the builder downloaded, with sha256
+    # The dataset options given beyond config and split (seed, projector, sources, ...), as text;
+    # empty for the builder's defaults. Runs resume only under the same ones.
+    dataset_options: tuple[tuple[str, str], ...] = ()
 
     @property
     def slug(self) -> str:

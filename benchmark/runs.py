@@ -46,7 +46,8 @@ def run_settings(cell: Cell, seed: int, options: BenchOptions, parts: TrainValid
     """What a run's checkpoints must agree on to be resumed (sizes in px)."""
     return {"image_size": options.image_size, "batch_size": options.batch_size, "epochs": options.epochs,
             "augment": cell.augment, "config": cell.config, "split": cell.split, "seed": seed,
-            "train_images": len(parts.train), "validation_images": len(parts.validation)}
+            "train_images": len(parts.train), "validation_images": len(parts.validation),
+            "dataset_options": dict(cell.dataset_options)}
 
 
 @dataclass
@@ -157,7 +158,7 @@ def run_one(cell: Cell, spec: str, seed: int, options: BenchOptions, out_dir: Pa
         "init_weights": initial.structure, "image_size": options.image_size, "batch_size": options.batch_size,
         "device": str(device), "processes": ddp.world_size(), "train_images": len(trained.parts.train),
         "validation_images": len(trained.parts.validation), "test_images": len(test),
-        "ct_fraction": cell.ct_fraction,
+        "ct_fraction": cell.ct_fraction, "dataset_options": dict(cell.dataset_options),
         "train_ct_projections": sum(source == "ct_projection" for source in cell.dataset["train"]["source"]),
         "train_loss": trained.history["train_loss"], "validation_iou": trained.history["validation_iou"],
         "threshold": model.threshold, "threshold_kind": model.threshold_kind, "threshold_rule": trained.parts.rule,

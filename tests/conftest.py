@@ -18,7 +18,7 @@ def offline_publish(monkeypatch, tmp_path):
     built = configs_for_tests()
     calls: list[str] = []
 
-    def build_config(config, data_dir):
+    def build_config(config, data_dir, **options):
         calls.append(config)
         return built[config]
 

@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
         return _run_on_ray(args, builder)
     builder.download_and_prepare(num_proc=args.num_proc)
     dataset = builder.as_dataset()
-    print(f"CheXMix {args.config} (split {args.split}, seed {args.seed}) in {builder.cache_dir}")
+    print(f"CheXMix {args.config} (split {builder.config.train_test_split}, seed {builder.config.seed}) in {builder.cache_dir}")
     if args.out is not None:
         write_hub_tree({args.config: dataset}, args.out, read_dataset_card())
         print(f"wrote {args.out}")
@@ -118,7 +118,7 @@ def _run_on_ray(args: argparse.Namespace, builder) -> int:
     from chexmix_dataset.dataset.distributed import build_with_ray
 
     result = build_with_ray(builder, args.out, address=args.address, num_cpus=args.num_proc)
-    print(f"CheXMix {args.config} (split {args.split}, seed {args.seed}) built on Ray into {result.out_dir}")
+    print(f"CheXMix {args.config} (split {builder.config.train_test_split}, seed {builder.config.seed}) built on Ray into {result.out_dir}")
     for record in download_records(builder):
         print(format_record(record))
     # Read back what was written, so that the summary describes the output folder itself.

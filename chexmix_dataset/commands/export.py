@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("format", choices=sorted(EXPORTERS), help="coco (instances_*.json, RLE masks) or via "
                         "(Matterport Mask R-CNN balloon layout, polygons)")
     parser.add_argument("--out", type=Path, required=True, help="output folder (written atomically)")
-    parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    parser.add_argument("--overwrite", action="store_true", help="replace --out if it holds a previous export (default: refuse)")
     add_dataset_arguments(parser)
 
 
@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     from chexmix_dataset.commands.dataset_args import load_dataset_from_args
 
     # Refuse a bad --out before building, which may mean downloads and hours of projecting.
-    check_replaceable(check_out_dir(args.out, args.overwrite), TOP_LEVEL[args.format])
+    check_replaceable(check_out_dir(args.out, args.overwrite, "--overwrite"), TOP_LEVEL[args.format])
     dataset = load_dataset_from_args(args)
     paths = EXPORTERS[args.format](dataset, args.out, overwrite=args.overwrite)
     for split, path in paths.items():

@@ -12,7 +12,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output folder; gets ct/, mask/ and phantoms.json. A previous output of the same "
                         "--seed and --shape is replaced whole; a folder of other files or other phantoms is refused")
     parser.add_argument("--n", type=int, default=1, help="number of phantoms (default 1)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the first phantom; phantom i uses seed + i")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the first phantom; phantom i uses seed + i (default: %(default)s)")
     parser.add_argument(
         "--shape", type=int, nargs=3, metavar=("NX", "NY", "NZ"), default=list(DEFAULT_SHAPE),
         help=f"voxels along x (Right), y (Anterior), z (Superior) over a fixed {FIELD_OF_VIEW_MM} mm "

@@ -31,19 +31,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="lesion label mask on the CT's grid: NIfTI (any CT), or a slice folder (slice-folder CTs)")
     parser.add_argument("--out", type=Path, required=True, help="output folder; a previous output there is replaced whole, a folder of other files is refused")
     parser.add_argument("--mode", choices=("physics", "seed"), default="physics",
-                        help="physics (Beer-Lambert, default) or seed (the published algorithm)")
+                        help="physics (Beer-Lambert) or seed (the published algorithm) (default: %(default)s)")
     parser.add_argument("--size", type=int, default=512,
-                        help=f"physics mode: longer image side in px, 8 to {MAX_SIZE_PX} (512)")
+                        help=f"physics mode: longer image side in px, 8 to {MAX_SIZE_PX} (default: %(default)s)")
     parser.add_argument("--min-lesion-mm", type=float, default=None,
                         help="least path through a lesion for a lesion pixel, mm (default: one voxel)")
     parser.add_argument("--min-area-mm2", type=float, default=4.0,
-                        help="drop projected lesions smaller than this, mm^2 (4)")
+                        help="drop projected lesions smaller than this, mm^2 (default: 4)")
     add_geometry_arguments(parser.add_argument_group("geometry"))
     parser.add_argument("--device", default="cpu", metavar="cpu|cuda",
-                        help="where to render: cpu (numpy, default) or cuda / cuda:N (torch on that GPU)")
+                        help="where to render: cpu (numpy) or cuda / cuda:N (torch on that GPU) (default: %(default)s)")
     parser.add_argument("--slice-spacing", type=float, nargs=3, default=(1.0, 1.0, 1.0),
                         metavar=("ROW_MM", "COL_MM", "SLICE_MM"),
-                        help="voxel size assumed for slice folders, each positive (1 1 1)")
+                        help="voxel size assumed for slice folders, mm, each positive (default: 1 1 1)")
     parser.add_argument("--slice-order", choices=SLICE_ORDERS, default="inferior-first",
                         help="slice folders: the first file in natural name order is the most inferior slice "
                         "(inferior-first, default, as the published tool assumes) or the most superior "
@@ -60,21 +60,22 @@ def add_geometry_arguments(group: argparse._ActionsContainer, defaults_from_conf
     """
     unset = None if defaults_from_config else argparse.SUPPRESS
     group.add_argument("--geometry", choices=GEOMETRIES, default=None if defaults_from_config else "parallel",
-                       help="parallel rays along anterior-posterior (default, as the published tool) or cone "
-                       "(point source, flat detector; physics mode)")
+                       help="parallel rays along anterior-posterior, as the published tool, or cone "
+                       "(point source, flat detector; physics mode) (default: parallel)")
     group.add_argument("--beam", choices=BEAMS, default=None if defaults_from_config else "PA",
-                       help="cone: PA (source behind the patient, default) or AP (source in front, portable films)")
+                       help="cone: PA (source behind the patient) or AP (source in front, portable films) (default: PA)")
     group.add_argument("--sid-mm", type=float, default=unset,
-                       help=f"cone: source-to-detector distance, mm (PA {DEFAULT_SID_MM['PA']:g}, AP {DEFAULT_SID_MM['AP']:g})")
+                       help=f"cone: source-to-detector distance, mm (default: PA {DEFAULT_SID_MM['PA']:g}, "
+                            f"AP {DEFAULT_SID_MM['AP']:g})")
     group.add_argument("--sod-mm", type=float, default=unset,
                        help="cone: source to the CT grid's centre, mm (default: SID - 150)")
     group.add_argument("--detector-pixel-mm", type=float, default=unset,
                        help="cone: detector pitch, mm (default: the whole CT over --size px)")
     group.add_argument("--display", choices=DISPLAYS, default=None if defaults_from_config else "linear",
-                       help="physics mode: linear window of -ln T (default) or radiograph (quantum noise, tissue "
-                       "equalisation, unsharp mask, film-like response; off by default)")
+                       help="physics mode: linear window of -ln T, or radiograph (quantum noise, tissue "
+                       "equalisation, unsharp mask, film-like response) (default: linear)")
     group.add_argument("--view-deg", type=float, default=None if defaults_from_config else 0.0,
-                       help="patient turned about the superior-inferior axis, degrees (0; positive: right side forward)")
+                       help="patient turned about the superior-inferior axis, degrees (default: 0; positive: right side forward)")
 
 
 GEOMETRY_OPTIONS = ("geometry", "beam", "sid_mm", "sod_mm", "detector_pixel_mm", "view_deg", "display")

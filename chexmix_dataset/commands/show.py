@@ -18,9 +18,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--out", type=Path, required=True, help="PNG to write (atomically)")
     # --split is the dataset's train/test ratio (dataset options), hence --subset here.
-    parser.add_argument("--subset", default="test", help="which split to draw: test (default) or train")
-    parser.add_argument("--n", type=int, default=16, help="images to draw, spread evenly over the split (16)")
-    parser.add_argument("--cols", type=int, default=4, help="tiles per grid row (4)")
+    parser.add_argument("--subset", default="test",
+                        help="which of the built dataset's two splits to draw: train or test (default: test); "
+                             "--split sets the ratio between them")
+    parser.add_argument("--n", type=int, default=16, help="images to draw, spread evenly over the split (default: %(default)s)")
+    parser.add_argument("--cols", type=int, default=4, help="tiles per grid row (default: %(default)s)")
     add_dataset_arguments(parser)
 
 

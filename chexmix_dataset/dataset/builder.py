@@ -257,7 +257,7 @@ def make_builder(config: str = "sample", data_dir: str | Path | None = None, *, 
     if not is_official(split):
         parse_split(split)
     if seed < 0:
-        raise ChexmixInputError(f"seed must be a non-negative integer, got {seed}")
+        raise ChexmixInputError(f"--seed must be a non-negative integer, got {seed}")
     # Pass every option explicitly: datasets names the cache after the options it is given, so
     # a changed default (or projector setting) can never reuse rows built under the old one.
     defaults = default_config(config)

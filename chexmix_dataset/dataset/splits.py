@@ -35,18 +35,35 @@ from chexmix_dataset.errors import ChexmixInputError
 Item = TypeVar("Item")
 
 
+SPLIT_FORMS = ("TRAIN/TEST percentages summing to 100 like 60/40, 80/20 or 70:30, a train fraction in (0, 1) "
+               "like 0.6, or 'official'")
+
+
 def parse_split(text: str | float) -> float:
-    """Train fraction from "60/40", "80/20", "70:30", "0.6" or 0.6."""
+    """Train fraction from "60/40", "80/20", "70:30" (percentages summing to 100), "0.6" or 0.6.
+
+    Raises:
+        ChexmixInputError: naming ``--split``: a pair not summing to 100 (``120/30`` is not read as
+            80/20), a fraction outside (0, 1), or text of neither form ("official" is handled by
+            :func:`is_official` before this).
+    """
     if isinstance(text, (int, float)):
         fraction = float(text)
     else:
         match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*[/:]\s*(\d+(?:\.\d+)?)\s*", text)
-        try:
-            fraction = float(match.group(1)) / (float(match.group(1)) + float(match.group(2))) if match else float(text)
-        except (ValueError, ZeroDivisionError):
-            fraction = -1.0
-    if not 0.0 < fraction < 1.0:
-        raise ChexmixInputError(f"split must be TRAIN/TEST like 60/40 or a fraction in (0, 1), got {text!r}")
+        if match:
+            train, test = float(match.group(1)), float(match.group(2))
+            if abs(train + test - 100.0) > 1e-9:
+                raise ChexmixInputError(f"--split {text!r} must be {SPLIT_FORMS}: {match.group(1)} + "
+                                        f"{match.group(2)} is {train + test:g}, not 100")
+            fraction = train / 100.0
+        else:
+            try:
+                fraction = float(text)
+            except ValueError:
+                fraction = -1.0
+    if not 0.0 < fraction < 1.0:  # nan fails too
+        raise ChexmixInputError(f"--split {text!r} must be {SPLIT_FORMS}, with both parts above 0")
     return fraction
 
 
@@ -126,7 +143,7 @@ def mixed_plan(cxr_train: list, cxr_test: list, ct_items: list, ct_fraction: flo
         ChexmixInputError: ``ct_fraction`` outside [0, 1], or fewer CT views than places.
     """
     if not 0.0 <= ct_fraction <= 1.0:
-        raise ChexmixInputError(f"ct_fraction must be in [0, 1], got {ct_fraction}")
+        raise ChexmixInputError(f"--ct-fraction must be in [0, 1], got {ct_fraction}")
     n_ct = int(round(ct_fraction * len(cxr_train)))
     test_patients = {item.patient_id for item in cxr_test}
     usable = [item for item in ct_items if item.patient_id not in test_patients]

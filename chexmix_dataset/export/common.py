@@ -13,17 +13,17 @@ from tqdm.auto import tqdm
 from chexmix_dataset.errors import ChexmixInputError
 
 
-def check_out_dir(out_dir: str | os.PathLike, overwrite: bool) -> Path:
+def check_out_dir(out_dir: str | os.PathLike, overwrite: bool, overwrite_option: str = "overwrite=True") -> Path:
     """Refuse an existing ``out_dir`` unless ``overwrite`` or empty: the export replaces it entirely.
 
     Even with ``overwrite``, only a previous export is replaced (:func:`..atomic.atomic_dir`);
     an empty folder (made beforehand, as job scripts do) is used as every command uses it.
+    ``overwrite_option``: how the caller asks for ``overwrite`` (``--overwrite`` on the command line).
     """
     out_dir = Path(out_dir)
     empty_folder = out_dir.is_dir() and not any(out_dir.iterdir())
     if out_dir.exists() and not overwrite and not empty_folder:
-        raise ChexmixInputError("output folder already exists (pass overwrite=True / --overwrite to replace it)",
-                                out_dir)
+        raise ChexmixInputError(f"output folder already exists (give {overwrite_option} to replace it)", out_dir)
     return out_dir
 
 

@@ -17,7 +17,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import datasets
 
@@ -47,9 +47,10 @@ class PublishResult:
     changed: list[str]
 
 
-def build_config(config: str, data_dir: str | os.PathLike | None) -> datasets.DatasetDict:
-    """One CheXMix config, built (or reused from the ``datasets`` cache) by the builder."""
-    return load_chexmix(config, data_dir=data_dir)
+def build_config(config: str, data_dir: str | os.PathLike | None, **options) -> datasets.DatasetDict:
+    """One CheXMix config, built (or reused from the ``datasets`` cache) by the builder with
+    :func:`~chexmix_dataset.dataset.builder.load_chexmix` ``options`` (split, seed, projector, ...)."""
+    return load_chexmix(config, data_dir=data_dir, **options)
 
 
 def check_configs(configs: Sequence[str]) -> list[str]:
@@ -71,6 +72,7 @@ def publish(
     card_text: str | None = None,
     target_shard_bytes: int = TARGET_SHARD_BYTES,
     include_licences: Sequence[str] = (),
+    config_options: Mapping[str, Mapping] | None = None,
 ) -> PublishResult:
     """Build ``configs`` and push them to the Hub dataset ``repo_id``, or write them to ``local_dir``.
 
@@ -79,18 +81,21 @@ def publish(
     removed. ``card_text`` defaults to the packaged DATASET_CARD.md. Rows under a no-derivatives
     or unknown licence stop the publish before anything is written or pushed, unless
     ``include_licences`` names those licences (:func:`chexmix_dataset.hub.licences.check_publishable`).
+    ``config_options``: config name -> builder options for it (what ``chexmix publish``'s dataset
+    options ask for).
     """
     repo_id = check_repo_id(repo_id)
     configs = check_configs(configs)
     if data_dir is not None and not Path(data_dir).is_dir():
-        raise ChexmixInputError("data folder does not exist", data_dir)
+        raise ChexmixInputError("--data-dir does not exist or is not a folder", data_dir)
     if local_dir is not None:
         check_replaceable(local_dir, EXPORT_NAMES)  # before the slow build
     card_text = read_dataset_card() if card_text is None else card_text
     parse_card(card_text)
     token = None if local_dir is not None else resolve_token()
     api = None if token is None else open_hub_repo(repo_id, token=token, private=private)
-    datasets_by_config = {config: build_config(config, data_dir) for config in configs}
+    datasets_by_config = {config: build_config(config, data_dir, **(config_options or {}).get(config, {}))
+                          for config in configs}
     check_publishable(licence_rows(datasets_by_config), include_licences)
     if local_dir is not None:
         tree = write_hub_tree(datasets_by_config, local_dir, card_text, target_shard_bytes=target_shard_bytes)

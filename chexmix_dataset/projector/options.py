@@ -83,9 +83,9 @@ class ProjectorOptions:
         if self.mode not in ("physics", "seed"):
             raise ChexmixInputError(f"unknown projection mode {self.mode!r} (physics or seed)")
         if isinstance(self.size_px, bool) or not isinstance(self.size_px, (int, np.integer)):
-            raise ChexmixInputError(f"image size must be a whole number of px, got {self.size_px!r}")
+            raise ChexmixInputError(f"--size (the image size) must be a whole number of px, got {self.size_px!r}")
         if not 8 <= self.size_px <= MAX_SIZE_PX:
-            raise ChexmixInputError(f"image size must be 8 to {MAX_SIZE_PX} px, got {self.size_px}")
+            raise ChexmixInputError(f"--size (the image size) must be 8 to {MAX_SIZE_PX} px, got {self.size_px}")
         if self.min_lesion_mm is not None and self.min_lesion_mm <= 0:
             raise ChexmixInputError(f"--min-lesion-mm must be positive, got {self.min_lesion_mm}")
         if self.geometry not in GEOMETRIES:

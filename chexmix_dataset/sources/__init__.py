@@ -67,7 +67,7 @@ def scan_sources(names: list[str], data_dir: Path | None, dl_manager: datasets.D
         raise ChexmixInputError(f"unknown source(s) {', '.join(unknown)}; choose from {', '.join(SOURCES)}")
     check_exclusive(names)
     if data_dir is not None and not Path(data_dir).is_dir():
-        raise ChexmixInputError("data dir does not exist or is not a folder", data_dir)
+        raise ChexmixInputError("--data-dir does not exist or is not a folder", data_dir)
     merged = SourceScan()
     for name in names:
         adapter = SOURCES[name]
