@@ -144,3 +144,42 @@ def test_show_cli_unknown_subset_is_one_clear_error(tmp_path, monkeypatch, capsy
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no split 'validation'" in err[0]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_show_compare_display_draws_each_ct_projection_in_both_displays(tmp_path, monkeypatch, capsys):
+    from chexmix_dataset import load_chexmix
+    from chexmix_dataset.commands import show
+
+    drawn = {}
+    real_save_grid = show.save_grid
+
+    def recording_save_grid(rows, path, **kwargs):
+        drawn.update(rows=list(rows), **kwargs)
+        real_save_grid(drawn["rows"], path, **kwargs)
+
+    monkeypatch.setattr(show, "save_grid", recording_save_grid)
+    out = tmp_path / "compare.png"
+    assert cli.main(["show", "--config", "sample", "--subset", "train", "--n", "4", "--compare-display",
+                     "--out", str(out)]) == 0
+    rows, titles = drawn["rows"], drawn["tile_titles"]
+    assert len(rows) == 4 and out.is_file()
+    default = {row["image_id"]: row for row in load_chexmix("sample")["train"] if row["source"] == "ct_projection"}
+    for plain, processed, plain_title, processed_title in zip(rows[::2], rows[1::2], titles[::2], titles[1::2]):
+        assert plain["image_id"] == processed["image_id"] and plain["source"] == processed["source"] == "ct_projection"
+        assert "linear" in plain_title and "radiograph" in processed_title
+        linear_pixels, radiograph_pixels = np.asarray(plain["image"]), np.asarray(processed["image"])
+        # The linear tile is the default build's image; the other one went through the radiograph display.
+        assert np.array_equal(linear_pixels, np.asarray(default[plain["image_id"]]["image"]))
+        assert linear_pixels.shape == radiograph_pixels.shape
+        assert np.abs(linear_pixels.astype(int) - radiograph_pixels.astype(int)).mean() > 2
+        assert plain["objects"]["bbox"] == processed["objects"]["bbox"]  # same lesions: only the display differs
+    assert "2 of 10 train CT projections, each in both displays" in capsys.readouterr().out
+
+
+def test_show_compare_display_with_a_display_is_refused(tmp_path, capsys):
+    out = tmp_path / "compare.png"
+    assert cli.main(["show", "--config", "sample", "--compare-display", "--display", "radiograph",
+                     "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--compare-display draws both displays" in err[0]
+    assert not out.exists()

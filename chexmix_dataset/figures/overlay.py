@@ -143,12 +143,13 @@ def row_instances(row: dict) -> list[LesionInstance]:
 
 
 def save_grid(rows: Iterable[dict], path: str | os.PathLike, *, n_cols: int = 4, title: str | None = None,
-              tile_inches: float = 3.0, dpi: int = 110) -> None:
+              tile_inches: float = 3.0, dpi: int = 110, tile_titles: Sequence[str] | None = None) -> None:
     """Draw CheXMix rows as a grid of tiles with lesion outlines and write it as a PNG, atomically.
 
     Each tile shows the grey image with every lesion's outline (its 0.5 iso-line, so it stays
     visible when a large image is shrunk to a tile) in its lesion type's colour, and a title with
-    the image id, source and lesion count. A legend lists the lesion types shown.
+    the image id, source and lesion count (or ``tile_titles``, one per row). A legend lists the
+    lesion types shown.
     """
     # matplotlib is slow to import; only `show` needs it.
     from matplotlib import patheffects
@@ -158,6 +159,8 @@ def save_grid(rows: Iterable[dict], path: str | os.PathLike, *, n_cols: int = 4,
     rows = list(rows)
     if not rows:
         raise ValueError("no rows to draw")
+    if tile_titles is not None and len(tile_titles) != len(rows):
+        raise ValueError(f"{len(tile_titles)} tile titles for {len(rows)} rows")
     n_cols = max(1, min(n_cols, len(rows)))
     n_rows = -(-len(rows) // n_cols)
     figure = Figure(figsize=(tile_inches * n_cols, tile_inches * n_rows + 0.9), dpi=dpi, layout="constrained")
@@ -165,7 +168,7 @@ def save_grid(rows: Iterable[dict], path: str | os.PathLike, *, n_cols: int = 4,
     types_shown: set[str] = set()
     # A dark halo under each outline keeps yellow readable on bright anatomy.
     halo = [patheffects.Stroke(linewidth=2.8, foreground=(0, 0, 0, 0.6)), patheffects.Normal()]
-    for ax, row in zip(axes.flat, rows):
+    for index, (ax, row) in enumerate(zip(axes.flat, rows)):
         image = np.asarray(row["image"].convert("L"))
         ax.imshow(image, cmap="gray", vmin=0, vmax=255, interpolation="antialiased")
         instances = row_instances(row)
@@ -180,7 +183,8 @@ def save_grid(rows: Iterable[dict], path: str | os.PathLike, *, n_cols: int = 4,
                 types_shown.add(instance.lesion_type)
         ax.set_xlim(-0.5, image.shape[1] - 0.5)
         ax.set_ylim(image.shape[0] - 0.5, -0.5)
-        ax.set_title(f"{row['image_id']}\n{row['source']} · {len(instances)} lesion(s)", fontsize=8)
+        ax.set_title(tile_titles[index] if tile_titles is not None
+                     else f"{row['image_id']}\n{row['source']} · {len(instances)} lesion(s)", fontsize=8)
         ax.set_xticks([])
         ax.set_yticks([])
     for ax in axes.flat[len(rows):]:
