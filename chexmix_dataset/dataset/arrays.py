@@ -19,7 +19,7 @@ def row_image(row: dict, mode: str = "L") -> np.ndarray:
     (the grey level copied into each channel, for models made for colour photographs)."""
     if mode not in IMAGE_MODES:
         raise ValueError(f"image mode must be one of {IMAGE_MODES}, got {mode!r}")
-    return np.asarray(row["image"].convert(mode), dtype=np.uint8)
+    return np.array(row["image"].convert(mode), dtype=np.uint8)  # a writable copy, not PIL's buffer
 
 
 def row_lesion_masks(row: dict) -> np.ndarray:
