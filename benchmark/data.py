@@ -1,5 +1,9 @@
 """CheXMix rows as model inputs: square grayscale tensors and torchvision-style lesion targets.
 
+Rows are decoded and targets made by :mod:`chexmix_dataset.dataset.arrays` and
+:func:`chexmix_dataset.torch_dataset.detection_target`, as for users' own code; this module adds
+the benchmark's resizing, caching and augmentation.
+
 Every image is resized to ``image_size`` x ``image_size`` px (bilinear; lesion masks by nearest
 neighbour). Chest X-rays are close to square, so the small change of aspect ratio is accepted in
 exchange for batches without padding; predictions are resized back to each image's own size
@@ -16,39 +20,23 @@ from __future__ import annotations
 import datasets
 import numpy as np
 import torch
-from torchvision.ops import masks_to_boxes
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 from tqdm import tqdm
 
 from benchmark.augment import augment, sample_params
-from chexmix_dataset.dataset.lesions import decode_rle
+from chexmix_dataset.dataset.arrays import row_image, row_lesion_masks
+from chexmix_dataset.torch_dataset import detection_target
 
 Target = dict[str, torch.Tensor]
-
-
-def ground_truth_instances(row: dict) -> np.ndarray:
-    """(N, H, W) bool lesion instances of a row, at the image's own size (px)."""
-    height, width = int(row["height"]), int(row["width"])
-    masks = [decode_rle(rle) for rle in row["objects"]["segmentation"]]
-    return np.stack(masks) if masks else np.zeros((0, height, width), dtype=bool)
-
-
-def make_target(masks: torch.Tensor) -> Target:
-    """Detection target from (N, H, W) uint8 masks; masks that vanished (e.g. shifted out) drop."""
-    masks = masks[(masks.flatten(1) > 0).any(dim=1)] if len(masks) else masks
-    boxes = masks_to_boxes(masks) if len(masks) else torch.zeros((0, 4))
-    # masks_to_boxes gives the last pixel's index; +1 makes boxes span whole pixels (never empty).
-    boxes[:, 2:] += 1
-    return {"masks": masks, "boxes": boxes, "labels": torch.ones(len(masks), dtype=torch.int64)}
 
 
 def resize_row(row: dict, image_size: int) -> tuple[np.ndarray, np.ndarray]:
     """A row at ``image_size`` px: (S, S) uint8 grey image and (N, S, ceil(S / 8)) bit-packed masks."""
     size = [image_size, image_size]
-    image = torch.from_numpy(np.asarray(row["image"].convert("L"), dtype=np.float32) / 255.0)[None]
+    image = torch.from_numpy(row_image(row, "L").astype(np.float32) / 255.0)[None]
     image = TF.resize(image, size, interpolation=InterpolationMode.BILINEAR, antialias=True)
-    masks = torch.from_numpy(ground_truth_instances(row).astype(np.uint8))
+    masks = torch.from_numpy(row_lesion_masks(row).astype(np.uint8))
     if len(masks):
         masks = TF.resize(masks, size, interpolation=InterpolationMode.NEAREST)
     else:
@@ -87,7 +75,7 @@ class LesionDataset(torch.utils.data.Dataset):
         if self.augment:
             rng = np.random.default_rng([self.seed, epoch, index])
             image, masks = augment(image, masks, sample_params(rng, self.image_size))
-        return image.contiguous(), make_target(masks)
+        return image.contiguous(), detection_target(masks)
 
 
 class EpochSampler(torch.utils.data.Sampler):

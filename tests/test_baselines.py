@@ -14,8 +14,8 @@ from torchvision.ops import FrozenBatchNorm2d
 from baselines import LesionPrediction, available_models, build_model
 from baselines.base import IMAGENET_MEAN, IMAGENET_STD, to_normalised_rgb
 from baselines.unet import instances_from_probability
-from benchmark.data import make_target
 from chexmix_dataset.errors import ChexmixInputError
+from chexmix_dataset.torch_dataset import detection_target
 
 SIZE = 64
 
@@ -24,7 +24,7 @@ def one_lesion_batch() -> tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:
     lesion = disc((SIZE, SIZE), (24, 40), 7)
     image = torch.full((1, 1, SIZE, SIZE), 0.25)
     image[0, 0][torch.from_numpy(lesion)] = 0.8
-    return image, [make_target(torch.from_numpy(lesion)[None].to(torch.uint8))]
+    return image, [detection_target(torch.from_numpy(lesion)[None].to(torch.uint8))]
 
 
 def check_prediction(model, images: torch.Tensor) -> None:
