@@ -292,3 +292,45 @@ def test_build_summary_has_one_line_per_source_with_licence_and_skips(tmp_path, 
         expected[entry["origin"]] = (images + 1, lesions + len(entry["squares"]), patients + 1, "")
     assert table == {origin: (*counts[:3], f"unknown ({counts[0]})") for origin, counts in expected.items()}
     assert "covid_qu_ex skipped 1 item(s) (reasons above)" in lines
+
+
+# ------------------------------------------------------------------------ lung_mask column ---
+
+def test_covid_qu_ex_lung_masks_become_the_lung_mask_column(tmp_path, caplog):
+    from PIL import Image
+
+    fixture = more.make_covid_qu_ex(tmp_path / "covid_qu_ex")
+    base = tmp_path / "covid_qu_ex" / "Infection Segmentation Data" / "Infection Segmentation Data"
+    lungs = more.square_mask([(4, 4, 56)]) > 0
+    # As files turn up in the wild: one lung mask JPEG-compressed under its .png name, one of another size.
+    Image.fromarray(np.where(lungs, 255, 0).astype(np.uint8)).save(
+        base / "Train" / "COVID-19" / "lung masks" / "covid_2.png", format="JPEG", quality=75)
+    Image.fromarray(np.zeros((10, 12), dtype=np.uint8)).save(base / "Test" / "Non-COVID" / "lung masks" / "non_COVID (2).png")
+    builder = make_builder("xrays_only", tmp_path, sources=("covid_qu_ex",), cache_dir=tmp_path / "cache")
+    with caplog.at_level("WARNING"):
+        builder.download_and_prepare()
+    rows = {row["image_id"]: row for split in builder.as_dataset().values() for row in split}
+    assert len(rows) == len(fixture.kept)
+    for image_id, kept in fixture.kept.items():
+        row = rows[f"cxr-{image_id}"]
+        if not kept["lung"] or image_id.endswith("non_COVID (2)"):
+            assert row["lung_mask"] is None, image_id
+            continue
+        lung_mask = np.asarray(row["lung_mask"]) > 0
+        assert lung_mask.shape == (row["height"], row["width"])
+        if image_id.endswith("covid_2"):
+            iou = (lung_mask & lungs).sum() / (lung_mask | lungs).sum()
+            assert iou >= 0.95, iou
+        else:
+            assert np.array_equal(lung_mask, lungs), image_id
+        assert set(np.unique(np.asarray(row["lung_mask"]))) <= {0, 255}
+    assert any("covid_2.png" in r.getMessage() and "lung mask holds" in r.getMessage() for r in caplog.records)
+    assert any("lung mask left out" in r.getMessage() and "non_COVID (2).png" in r.getMessage()
+               for r in caplog.records)
+
+
+def test_sources_without_lung_masks_leave_the_column_empty(tmp_path):
+    from chexmix_dataset import load_chexmix
+
+    sample = load_chexmix("sample", cache_dir=tmp_path / "cache")
+    assert all(mask is None for split in sample.values() for mask in split["lung_mask"])

@@ -23,6 +23,7 @@ Configs:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 import posixpath
@@ -30,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import datasets
+import numpy as np
 
 from chexmix_dataset.ct.volume import load_ct
 from chexmix_dataset.dataset.features import FEATURES
@@ -46,6 +48,7 @@ from chexmix_dataset.errors import ChexmixInputError
 from chexmix_dataset.projector import ProjectorOptions, project_volume
 from chexmix_dataset.sources import phantom as phantom_source
 from chexmix_dataset.sources import scan_sources
+from chexmix_dataset.sources.annotations import read_region_mask
 from chexmix_dataset.sources.base import CTCase, CXRCase, SourceScan
 
 logger = logging.getLogger(__name__)
@@ -237,10 +240,23 @@ def _row_for(item: CTCase | CXRCase, projector: ProjectorOptions) -> dict:
         image, instances, source = projection.image, projection.instances, "ct_projection"
         view_deg: float | None = turn
     else:
-        image, instances = item.load(lambda message: logger.warning("%s: %s", item.image_id, message))
+        warn = functools.partial(logger.warning, "%s: %s", item.image_id)
+        image, instances = item.load(warn)
         source, view_deg = "cxr", None
     return make_row(image, instances, image_id=image_id_for(item), source=source, origin=item.origin,
-                    patient_id=item.patient_id, license=item.license, view_deg=view_deg)
+                    patient_id=item.patient_id, license=item.license, view_deg=view_deg,
+                    lung_mask=_lung_mask(item, image.shape, warn) if isinstance(item, CXRCase) else None)
+
+
+def _lung_mask(item: CXRCase, image_shape: tuple[int, int], warn) -> np.ndarray | None:
+    """The case's lung mask, or None; an unusable one is left out with a warning (the image stays)."""
+    if not item.lung_mask_path:
+        return None
+    try:
+        return read_region_mask(item.lung_mask_path, image_shape, warn)
+    except ChexmixInputError as exc:
+        warn(f"lung mask left out: {exc}")
+        return None
 
 
 def default_config(name: str) -> CheXMixConfig:

@@ -36,5 +36,8 @@ FEATURES = datasets.Features(
             }
         ),
         "mask": datasets.Image(mode="L"),  # union of lesions, 0 background / 255 lesion
+        # The collection's lung mask (0 / 255 lung) at the image's size, for lung-restricted metrics;
+        # None where the source has none (every source but COVID-QU-Ex today, CT projections included).
+        "lung_mask": datasets.Image(mode="L"),
     }
 )

@@ -18,15 +18,19 @@ def make_row(
     patient_id: str,
     license: str,
     view_deg: float | None = None,
+    lung_mask: np.ndarray | None = None,
 ) -> dict:
     """One dataset row from a (height, width) uint8 image and its lesions.
 
     ``view_deg``: for CT projections, the patient's turn about the superior-inferior axis in
-    degrees (:mod:`.views`); None for real CXRs, whose pose is not known.
+    degrees (:mod:`.views`); None for real CXRs, whose pose is not known. ``lung_mask``: (height,
+    width) bool lungs from the source, or None.
     """
     if image.ndim != 2 or image.dtype != np.uint8:
         raise ValueError(f"image must be a 2D uint8 array, got {image.dtype} {image.shape}")
     height, width = image.shape
+    if lung_mask is not None and lung_mask.shape != image.shape:
+        raise ValueError(f"lung mask is {lung_mask.shape}, image {image.shape}")
     objects = [coco_object(instance, object_id=i) for i, instance in enumerate(instances)]
     return {
         "image": Image.fromarray(image, mode="L"),
@@ -41,4 +45,5 @@ def make_row(
         "objects": {key: [obj[key] for obj in objects] for key in
                     ("id", "bbox", "area", "segmentation", "category", "lesion_type")},
         "mask": Image.fromarray(union_mask(instances, (height, width)), mode="L"),
+        "lung_mask": None if lung_mask is None else Image.fromarray(np.where(lung_mask, 255, 0).astype(np.uint8)),
     }

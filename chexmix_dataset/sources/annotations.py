@@ -141,7 +141,7 @@ class MaskLevels:
     described: str      # e.g. "8-bit JPEG", "16-bit PNG", "RGB PNG"
 
 
-def mask_levels(image: Image.Image, stored_format: str, name: str) -> MaskLevels:
+def mask_levels(image: Image.Image, stored_format: str, name: str, what: str = "lesion mask") -> MaskLevels:
     """One channel of a mask image as stored: bilevel, grey (8/16-bit), palette or colour.
 
     Colour (and palette) masks are reduced to their brightest channel, weighted by opacity, so
@@ -158,20 +158,47 @@ def mask_levels(image: Image.Image, stored_format: str, name: str) -> MaskLevels
     if mode in SIXTEEN_BIT_MODES or mode == "I":
         values = np.asarray(image, dtype=np.int64)
         if values.min(initial=0) < 0 or values.max(initial=0) > 65535:
-            raise ChexmixInputError(f"lesion mask of mode {mode} holds values outside 0..65535", name)
+            raise ChexmixInputError(f"{what} of mode {mode} holds values outside 0..65535", name)
         return MaskLevels(values, 65535, lossy, f"16-bit {kind}")
     if mode in ("LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "LAB", "HSV"):
         rgba = np.asarray(image.convert("RGBA"), dtype=np.int64)
         colour, alpha = rgba[..., :3].max(axis=2), rgba[..., 3]
         values = alpha if not colour.any() else (colour * alpha + 127) // 255
         return MaskLevels(values, 255, lossy, f"{'palette' if mode.startswith('P') else mode} {kind}")
-    raise ChexmixInputError(f"lesion mask of mode {mode} is not supported; save it as 8- or 16-bit grey PNG", name)
+    raise ChexmixInputError(f"{what} of mode {mode} is not supported; save it as 8- or 16-bit grey PNG", name)
 
 
 def _components(foreground: np.ndarray, lesion_type: str) -> list[LesionInstance]:
     """One instance per 8-connected component of ``foreground``."""
     components, count = ndimage.label(foreground, structure=np.ones((3, 3), dtype=bool))
     return [LesionInstance(mask=components == k, lesion_type=lesion_type) for k in range(1, count + 1)]
+
+
+def binary_foreground(levels: MaskLevels, name: str, warn: Callable[[str], None], what: str,
+                      subject: str = "it") -> np.ndarray:
+    """(H, W) bool foreground of a binary mask: a losslessly stored two-valued mask as it is,
+    anything else binarised at half of its storage range, with a warning naming the file."""
+    distinct = np.unique(levels.values)
+    if not levels.lossy and distinct.size <= 2:
+        return levels.values != 0
+    threshold = levels.full_scale // 2 + 1
+    if distinct.size > 2:
+        why = "as JPEG-like compression leaves" if levels.lossy else "not a two-valued mask"
+        warn(f"{name}: {levels.described} {what} holds {distinct.size} distinct values ({why}); "
+             f"{subject} was binarised at {threshold} (half of 0..{levels.full_scale})")
+    return levels.values >= threshold
+
+
+def read_region_mask(mask_path: str | Path, image_shape: tuple[int, int], warn: Callable[[str], None],
+                     what: str = "lung mask") -> np.ndarray:
+    """(H, W) bool region of a binary mask file that is not a lesion (e.g. a collection's lung
+    mask), read upright as its image is; it must have the image's size (H, W) in px."""
+    mask_image, stored_format = open_upright(mask_path)
+    if (mask_image.height, mask_image.width) != tuple(image_shape):
+        raise ChexmixInputError(f"{what} is {mask_image.width}x{mask_image.height} px but its image is "
+                                f"{image_shape[1]}x{image_shape[0]} px", mask_path)
+    levels = mask_levels(mask_image, stored_format, mask_path, what)
+    return binary_foreground(levels, Path(mask_path).name, warn, what)
 
 
 def binary_mask_instances(levels: MaskLevels, name: str, warn: Callable[[str], None]) -> list[LesionInstance]:
@@ -182,17 +209,8 @@ def binary_mask_instances(levels: MaskLevels, name: str, warn: Callable[[str], N
     binarised at half of its storage range (128 for 8-bit, 32768 for 16-bit), and a warning
     naming the file says so.
     """
-    distinct = np.unique(levels.values)
-    if not levels.lossy and distinct.size <= 2:
-        foreground = levels.values != 0
-    else:
-        threshold = levels.full_scale // 2 + 1
-        foreground = levels.values >= threshold
-        if distinct.size > 2:
-            why = "as JPEG-like compression leaves" if levels.lossy else "not a two-valued mask"
-            warn(f"{name}: {levels.described} lesion mask holds {distinct.size} distinct values ({why}); "
-                 f"no lesion_types.json declares label values, so it was binarised at {threshold} "
-                 f"(half of 0..{levels.full_scale})")
+    foreground = binary_foreground(levels, name, warn, "lesion mask",
+                                   "no lesion_types.json declares label values, so it")
     if foreground.mean() > 0.5:
         warn(f"{name}: lesion mask marks {foreground.mean():.0%} of the image as lesion; is it inverted "
              "(lesions must be the bright or non-zero value)?")

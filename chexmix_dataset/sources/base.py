@@ -55,7 +55,7 @@ class CXRCase:
     skips and counts such cases) and may report clipped polygons through ``warn``.
 
     ``lung_mask_path``: the collection's lung mask PNG for this image (COVID-QU-Ex), kept for
-    lung-restricted metrics; not yet a dataset column. ``official_split``: "train" or "test" when
+    lung-restricted metrics; rows carry it as ``lung_mask``. ``official_split``: "train" or "test" when
     the collection publishes its own split (QaTa-COV19, COVID-QU-Ex, whose "Val" counts as
     train), else None; ``--split official`` honours it.
     """

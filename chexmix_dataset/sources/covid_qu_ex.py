@@ -26,7 +26,7 @@ not annotated because they are not COVID-19 infection.
 
 Masks are read with :func:`.annotations.load_masked_image` (each 8-connected component of the
 binary infection mask is one lesion of type ``infection``). Lung masks are not lesions: each
-case records its lung mask's path in ``CXRCase.lung_mask_path`` (not yet a dataset column).
+case records its lung mask's path in ``CXRCase.lung_mask_path``; rows carry it as ``lung_mask``.
 
 Patients: the collection publishes no patient ids, and documents no grouping of images of
 one patient, so each image is its own patient (``patient_id`` = ``image_id``). Its own split
