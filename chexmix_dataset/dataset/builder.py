@@ -46,8 +46,8 @@ from chexmix_dataset.dataset.splits import (
 )
 from chexmix_dataset.errors import ChexmixInputError
 from chexmix_dataset.projector import ProjectorOptions, project_volume
+from chexmix_dataset.sources import SOURCES, scan_sources
 from chexmix_dataset.sources import phantom as phantom_source
-from chexmix_dataset.sources import scan_sources
 from chexmix_dataset.sources.annotations import read_region_mask
 from chexmix_dataset.sources.base import CTCase, CXRCase, SourceScan
 
@@ -171,10 +171,18 @@ class CheXMix(datasets.GeneratorBasedBuilder):
 
     # -- planning: pure functions of the config and the sources ---------------------------------
 
+    def source_names(self) -> list[str]:
+        """The source adapters this config reads (``--sources``, else the config's defaults)."""
+        return list(self.config.sources or DEFAULT_SOURCES[self.config.name])
+
+    def source_urls(self) -> list[str]:
+        """The public URLs the config's sources download, in source order."""
+        return [url for name in self.source_names() if name in SOURCES for url in SOURCES[name].URLS.values()]
+
     def scan(self, dl_manager: datasets.DownloadManager | None) -> SourceScan:
         """All cases of the config's sources, with what had to be skipped."""
         config = self.config
-        names = [name for name in config.sources or DEFAULT_SOURCES[config.name]]
+        names = self.source_names()
         scan = SourceScan()
         if "phantom" in names:
             # Phantoms read no data_dir: they are generated once into the builder's cache.

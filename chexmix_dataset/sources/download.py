@@ -115,9 +115,6 @@ def download_records(builder: Any) -> list[dict[str, Any]]:
     Each record: ``source``, ``url``, ``fetched_from``, ``path``, ``sha256``, ``bytes``. Empty
     when the builder reads ``--data-dir`` (nothing was downloaded).
     """
-    from chexmix_dataset.dataset.builder import DEFAULT_SOURCES  # the builder imports the sources, so import it here
-    from chexmix_dataset.sources import SOURCES
-
     config = builder.config
     if config.data_dir is not None:
         return []
@@ -125,9 +122,7 @@ def download_records(builder: Any) -> list[dict[str, Any]]:
     # The dl_manager's folder when download_and_prepare was given another download_config.
     downloads_dir = dl_manager.download_config.cache_dir if dl_manager is not None else builder.downloads_dir
     records = read_records(downloads_dir)
-    urls = [url for name in config.sources or DEFAULT_SOURCES[config.name] if name in SOURCES
-            for url in SOURCES[name].URLS.values()]
-    return [records[url] for url in urls if url in records]
+    return [records[url] for url in builder.source_urls() if url in records]
 
 
 def format_record(record: dict[str, Any]) -> str:
