@@ -60,7 +60,8 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
 
 def check_settings(state: dict, settings: dict, path: str | os.PathLike) -> None:
     """Refuse to resume ``state`` under settings other than those it was trained with."""
-    recorded = {"dataset_options": {}, **state.get("settings", {})}  # older checkpoints: the builder's defaults
+    # Older checkpoints: the builder's defaults, one process.
+    recorded = {"dataset_options": {}, "processes": 1, **state.get("settings", {})}
     differ = [f"{name} {recorded.get(name)!r} (now {value!r})" for name, value in settings.items()
               if recorded.get(name) != value]
     if differ:

@@ -86,7 +86,8 @@ class EpochSampler(torch.utils.data.Sampler):
     training, :mod:`benchmark.ddp`) process ``rank`` takes every N-th key of the epoch's order,
     starting at ``rank``: with a per-process batch of B/N the N shares of step k are the keys of
     step k of one process with batch B. When N does not divide the length, the order is padded
-    with its first keys so that every process makes the same number of steps.
+    with its first keys so that every process makes the same number of steps (the last step of
+    an epoch then repeats up to N - 1 images a single process would not).
     """
 
     def __init__(self, length: int, *, shuffle: bool, seed: int, rank: int = 0, world_size: int = 1) -> None:

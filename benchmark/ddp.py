@@ -15,21 +15,30 @@ was. With N processes:
 - process 0 alone validates, writes checkpoints, scores the test split and writes the results.
 
 Losses that average over images (Mask R-CNN's, the U-Net's cross-entropy) then give the
-single-process gradient; batch statistics (batch norm, the U-Net's batch soft Dice) are taken
-over each process's share, as with ``DistributedDataParallel`` without ``SyncBatchNorm``.
-The backend is NCCL on CUDA and gloo on CPU.
+single-process gradient, except on an epoch's last step when N does not divide the training
+images (the order is padded with its first images so that every process steps equally often);
+batch statistics (batch norm, the U-Net's batch soft Dice) are taken over each process's share,
+as with ``DistributedDataParallel`` without ``SyncBatchNorm``. Each process draws its own
+random numbers inside the models (RPN sampling), seeded by (seed, epoch, rank).
+
+The backend is NCCL on CUDA and gloo on CPU. Processes wait for process 0 while it builds the
+datasets' cache (hours for a first build of ``mixed``), validates and scores, so the collective
+timeout is long: ``CHEXMIX_DDP_TIMEOUT_S`` seconds (default 43200, 12 h).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+from datetime import timedelta
 from typing import Iterable, Iterator
 
 import torch
 import torch.distributed as dist
 
 from chexmix_dataset.errors import ChexmixInputError
+
+DEFAULT_TIMEOUT_S = 12 * 3600
 
 
 def requested_world_size() -> int:
@@ -45,7 +54,8 @@ def init_from_env(device: str = "auto") -> None:
     cuda = torch.cuda.is_available() and device != "cpu"
     if cuda:
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-    dist.init_process_group(backend="nccl" if cuda else "gloo")
+    timeout_s = float(os.environ.get("CHEXMIX_DDP_TIMEOUT_S", DEFAULT_TIMEOUT_S))
+    dist.init_process_group(backend="nccl" if cuda else "gloo", timeout=timedelta(seconds=timeout_s))
 
 
 def world_size() -> int:
@@ -61,9 +71,10 @@ def is_main() -> bool:
     return rank() == 0
 
 
-def per_process_batch(batch_size: int) -> int:
-    """Images per process and step for a global ``batch_size``; it must divide evenly."""
-    processes = world_size()
+def per_process_batch(batch_size: int, processes: int | None = None) -> int:
+    """Images per process and step for a global ``batch_size``; it must divide evenly.
+    ``processes``: the number of processes (default: the group's)."""
+    processes = world_size() if processes is None else processes
     if batch_size % processes:
         raise ChexmixInputError(f"--batch-size {batch_size} must be a multiple of the {processes} processes "
                                 "torchrun started (each takes an equal share of every batch)")
@@ -96,10 +107,19 @@ def mean_over_processes(value: torch.Tensor) -> torch.Tensor:
 
 
 def average_gradients(parameters: Iterable[torch.nn.Parameter]) -> None:
-    """Replace every gradient by its mean over the processes (one flat all-reduce)."""
+    """Replace every gradient by its mean over the processes (one flat all-reduce).
+
+    A trainable parameter without a gradient in this process (a branch its images did not use)
+    counts as a zero gradient, as in ``DistributedDataParallel``: every process then reduces
+    tensors of the same size, in the same order.
+    """
     if not dist.is_initialized():
         return
-    grads = [p.grad for p in parameters if p.grad is not None]
+    trainable = [p for p in parameters if p.requires_grad]
+    for p in trainable:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    grads = [p.grad for p in trainable]
     if not grads:
         return
     flat = torch.cat([g.reshape(-1) for g in grads])
@@ -117,6 +137,13 @@ def broadcast_from_main(module: torch.nn.Module, *, buffers_only: bool = False) 
     differently in one process)."""
     if not dist.is_initialized():
         return
+    tensors = [*module.buffers(), *([] if buffers_only else module.parameters())]
     with torch.no_grad():
-        for tensor in [*module.buffers(), *([] if buffers_only else module.parameters())]:
-            dist.broadcast(tensor.data, src=0)
+        for dtype in sorted({t.dtype for t in tensors}, key=str):  # one broadcast per dtype, not per tensor
+            group = [t for t in tensors if t.dtype == dtype]
+            flat = torch.cat([t.data.reshape(-1) for t in group])
+            dist.broadcast(flat, src=0)
+            offset = 0
+            for t in group:
+                t.data.copy_(flat[offset:offset + t.numel()].view_as(t))
+                offset += t.numel()

@@ -47,7 +47,7 @@ def run_settings(cell: Cell, seed: int, options: BenchOptions, parts: TrainValid
     return {"image_size": options.image_size, "batch_size": options.batch_size, "epochs": options.epochs,
             "augment": cell.augment, "config": cell.config, "split": cell.split, "seed": seed,
             "train_images": len(parts.train), "validation_images": len(parts.validation),
-            "dataset_options": dict(cell.dataset_options)}
+            "dataset_options": dict(cell.dataset_options), "processes": ddp.world_size()}
 
 
 @dataclass
@@ -106,7 +106,8 @@ def train_run(cell: Cell, spec: str, seed: int, options: BenchOptions, run_dir: 
         history, best = resume["history"], resume["best"]
     common = {"init_weights": structure, "settings": settings}
     for epoch in range(len(history["train_loss"]), options.epochs):
-        torch.manual_seed(seed * 100_003 + epoch)  # sampling inside the models (RPN) resumes identically
+        # Sampling inside the models (RPN) resumes identically, and differs between data-parallel processes.
+        torch.manual_seed(seed * 100_003 + epoch + 1_000_003 * ddp.rank())
         loader.sampler.set_epoch(epoch)
         steps = train_one_epoch(model, optimizer, scaler, loader, device, scheduler=scheduler,
                                 progress=options.progress and main,

@@ -216,3 +216,14 @@ def test_negative_seed_is_a_one_line_error(tmp_path, capsys):
     assert main(["build", "--config", "sample", "--seed", "-1", "--cache-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "seed" in err[0] and "Traceback" not in err[0]
+
+
+def test_the_cache_folder_carries_the_rows_version(tmp_path):
+    from chexmix_dataset.dataset.builder import ROWS_VERSION
+
+    builder = make_builder("sample", cache_dir=tmp_path)
+    assert Path(builder.cache_dir).name == ROWS_VERSION == str(builder.info.version)
+    # A cache written by an older row schema (another version folder) is not the one read.
+    stale = Path(builder.cache_dir).parent / "0.0.0"
+    stale.mkdir(parents=True)
+    assert Path(make_builder("sample", cache_dir=tmp_path).cache_dir) != stale

@@ -126,6 +126,45 @@ def test_two_gloo_processes_take_the_steps_of_one_process(tmp_path: Path) -> Non
     assert not torch.equal(single_state["conv.weight"], PixelLogistic().conv.weight.detach())  # it did train
 
 
+class _TwoBranches(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.used = torch.nn.Parameter(torch.zeros(3))
+        self.sometimes = torch.nn.Parameter(torch.zeros(2))
+        self.register_buffer("count", torch.tensor(0, dtype=torch.int64))
+        self.register_buffer("mean", torch.zeros(4))
+
+
+def _collectives_process(rank: int, world: int, port: int, out: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank), GLOO_SOCKET_IFNAME="lo")
+    ddp.init_from_env("cpu")
+    try:
+        module = _TwoBranches()
+        module.used.grad = torch.full((3,), float(rank + 1))
+        if rank == 0:  # the other process's images never reached this branch: no gradient there
+            module.sometimes.grad = torch.full((2,), 4.0)
+        ddp.average_gradients(module.parameters())
+        module.count.fill_(10 + rank)
+        module.mean.fill_(float(rank) - 0.5)
+        ddp.broadcast_from_main(module, buffers_only=True)
+        torch.save({"used": module.used.grad, "sometimes": module.sometimes.grad, "count": module.count,
+                    "mean": module.mean}, f"{out}.{rank}")
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_a_missing_gradient_counts_as_zero_and_buffers_come_from_process_0(tmp_path: Path) -> None:
+    out = str(tmp_path / "collectives")
+    mp.start_processes(_collectives_process, args=(2, _free_port(), out), nprocs=2, join=True, start_method="spawn")
+    for rank in (0, 1):
+        result = torch.load(f"{out}.{rank}")
+        torch.testing.assert_close(result["used"], torch.full((3,), 1.5))  # (1 + 2) / 2
+        torch.testing.assert_close(result["sometimes"], torch.full((2,), 2.0))  # (4 + 0) / 2
+        assert int(result["count"]) == 10 and result["count"].dtype == torch.int64
+        torch.testing.assert_close(result["mean"], torch.full((4,), -0.5))
+
+
 def test_an_uneven_share_of_the_batch_is_refused(monkeypatch) -> None:
     monkeypatch.setattr(ddp, "world_size", lambda: 2)
     assert ddp.per_process_batch(4) == 2

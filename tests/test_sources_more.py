@@ -306,6 +306,14 @@ def test_covid_qu_ex_lung_masks_become_the_lung_mask_column(tmp_path, caplog):
     Image.fromarray(np.where(lungs, 255, 0).astype(np.uint8)).save(
         base / "Train" / "COVID-19" / "lung masks" / "covid_2.png", format="JPEG", quality=75)
     Image.fromarray(np.zeros((10, 12), dtype=np.uint8)).save(base / "Test" / "Non-COVID" / "lung masks" / "non_COVID (2).png")
+    # One stored sideways with an EXIF orientation (6: viewers turn it 90 degrees clockwise), of two
+    # unequal lungs, so that only reading it upright gives the displayed mask.
+    upright = np.zeros_like(lungs)
+    upright[4:60, 4:28], upright[12:44, 36:60] = True, True
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(np.where(np.rot90(upright, k=1), 255, 0).astype(np.uint8)).save(
+        base / "Train" / "COVID-19" / "lung masks" / "covid_1.png", exif=exif.tobytes())
     builder = make_builder("xrays_only", tmp_path, sources=("covid_qu_ex",), cache_dir=tmp_path / "cache")
     with caplog.at_level("WARNING"):
         builder.download_and_prepare()
@@ -321,6 +329,8 @@ def test_covid_qu_ex_lung_masks_become_the_lung_mask_column(tmp_path, caplog):
         if image_id.endswith("covid_2"):
             iou = (lung_mask & lungs).sum() / (lung_mask | lungs).sum()
             assert iou >= 0.95, iou
+        elif image_id.endswith("covid_1"):
+            assert np.array_equal(lung_mask, upright)
         else:
             assert np.array_equal(lung_mask, lungs), image_id
         assert set(np.unique(np.asarray(row["lung_mask"]))) <= {0, 255}

@@ -22,7 +22,7 @@ from chexmix_dataset.errors import ChexmixInputError, first_line
 try:  # decode dominates reading a CT: ISA-L inflates the same stream bit-identically, faster
     from isal import igzip as gzip_reader
     from isal.isal_zlib import error as _inflate_error
-except ImportError:  # a platform without isal wheels: the standard library's zlib
+except ImportError:  # isal left out (installed without dependencies): the standard library's zlib
     gzip_reader = gzip
     _inflate_error = zlib.error
 

@@ -77,6 +77,9 @@ _CITATION = """@article{ramesh2021chexmix,
 }"""
 
 
+ROWS_VERSION = "0.2.0"
+
+
 @dataclass
 class CheXMixConfig(datasets.BuilderConfig):
     """A CheXMix config with its split, mix and projector options.
@@ -96,6 +99,9 @@ class CheXMixConfig(datasets.BuilderConfig):
             bytes come from, not the data, and each download's sha256 is recorded.
     """
 
+    # The rows' version: part of the cache folder's name, so a cache built before FEATURES or the
+    # row content changed is not reused. Bump it with every such change (0.2.0: lung_mask).
+    version: datasets.Version | str | None = ROWS_VERSION
     train_test_split: str = "60/40"
     seed: int = 0
     ct_fraction: float = PAPER_CT_FRACTION
@@ -116,7 +122,7 @@ class CheXMixConfig(datasets.BuilderConfig):
 class CheXMix(datasets.GeneratorBasedBuilder):
     """Builds CheXMix rows (see :mod:`.features`) for one config."""
 
-    VERSION = datasets.Version("0.1.0")
+    VERSION = datasets.Version(ROWS_VERSION)
     BUILDER_CONFIG_CLASS = CheXMixConfig
     BUILDER_CONFIGS = [
         CheXMixConfig(name="xrays_only", description="Real chest X-rays with lesion annotations."),

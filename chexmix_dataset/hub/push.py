@@ -1,5 +1,5 @@
 """Pushing a repository tree to the Hugging Face Hub (datasets from ``chexmix publish``, models
-from ``chexmix-bench publish-model``).
+from ``chexmix publish-model``).
 
 A push is one commit holding every file whose content differs from the Hub's copy (compared by
 LFS sha256 or git blob id) and deletions of files under ``data/`` that the tree no longer holds.

@@ -106,7 +106,6 @@ def source_folder(root: str | Path, name: str, layout: str) -> Path:
     return root
 
 
-
 @runtime_checkable
 class SourceAdapter(Protocol):
     """One public collection of annotated CTs or CXRs, as the builder sees it.
@@ -116,7 +115,7 @@ class SourceAdapter(Protocol):
     the local-folder adapters of :mod:`.folders`.
 
     Attributes:
-        NAME: the ``--sources`` name and the row's ``source_dataset``-level origin prefix.
+        NAME: the ``--sources`` name (rows' ``origin`` names the collection, e.g. "covid-qu-ex/normal").
         HOMEPAGE: where the collection is published ("" for local folders).
         CITATION: BibTeX to cite ("" when there is none).
         LICENSE: the rows' licence unless a case says otherwise (SPDX-like; "unknown" when the
