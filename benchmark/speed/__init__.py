@@ -46,3 +46,11 @@ def print_table(rows: list[dict], columns: list[str]) -> None:
     for row in rows:
         print("| " + " | ".join(str(row.get(c, "")).ljust(w) for c, w in zip(columns, widths)) + " |")
 
+
+def phantom_ct_folder(data_dir, n: int, shape: tuple[int, int, int]) -> list:
+    """``n`` phantom CTs of ``shape`` voxels written as a ``ct_folder`` source into ``data_dir``; its cases."""
+    from chexmix_dataset.phantoms import write_phantoms
+    from chexmix_dataset.sources import folders
+
+    write_phantoms(data_dir, n, seed=0, shape=tuple(shape))
+    return folders.CT_FOLDER.scan(data_dir).ct_cases

@@ -24,12 +24,11 @@ import nibabel as nib
 import numpy as np
 from PIL import Image
 
-from benchmark.speed import print_table
+from benchmark.speed import phantom_ct_folder, print_table
 from chexmix_dataset.dataset.builder import _row_for, make_builder
 from chexmix_dataset.dataset.features import FEATURES
-from chexmix_dataset.phantoms import cxr_standin, write_phantoms
+from chexmix_dataset.phantoms import cxr_standin
 from chexmix_dataset.projector import ProjectorOptions
-from chexmix_dataset.sources import folders
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -96,8 +95,7 @@ def run(args: argparse.Namespace) -> int:
     projector = ProjectorOptions(size_px=args.size)
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp) / "data"
-        write_phantoms(data_dir, args.n, seed=0, shape=tuple(args.shape))
-        cases = folders.CT_FOLDER.scan(data_dir).ct_cases
+        cases = phantom_ct_folder(data_dir, args.n, args.shape)
         rows = []
         for case in cases:
             load = _timed(_nibabel_load, case)

@@ -13,13 +13,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmark.speed import print_table
+from benchmark.speed import phantom_ct_folder, print_table
 from chexmix_dataset.dataset.builder import _row_for, make_builder
 from chexmix_dataset.dataset.distributed import build_with_ray, require_ray
 from chexmix_dataset.dataset.features import FEATURES
-from chexmix_dataset.phantoms import write_phantoms
 from chexmix_dataset.projector import ProjectorOptions
-from chexmix_dataset.sources import folders
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,8 +31,7 @@ def run(args: argparse.Namespace) -> int:
     projector = ProjectorOptions(size_px=args.size)
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp) / "data"
-        write_phantoms(data_dir, args.n, seed=0, shape=tuple(args.shape))
-        cases = folders.CT_FOLDER.scan(data_dir).ct_cases
+        cases = phantom_ct_folder(data_dir, args.n, args.shape)
 
         def builder(name: str):
             return make_builder("ct_projections", data_dir, sources=("ct_folder",), projector=projector,
