@@ -28,12 +28,14 @@ def test_project_cone_ap_matches_the_library_and_records_its_geometry(tmp_path, 
     ct, mask = phantom_files
     out = tmp_path / "out"
     argv = ["project", str(ct), str(mask), "--out", str(out), "--size", "128", "--geometry", "cone", "--beam", "AP",
-            "--sid-mm", "1000", "--view-deg", "5", "--min-area-mm2", "0"]
+            "--sid-mm", "1000", "--view-deg", "5", "--tilt-deg", "-4", "--min-area-mm2", "0"]
     assert main(argv) == 0
     meta = json.loads((out / "instances.json").read_text())
-    assert meta["geometry"] == {"type": "cone", "view_deg": 5.0, "beam": "AP", "sid_mm": 1000.0, "sod_mm": 850.0}
+    assert meta["geometry"] == {"type": "cone", "view_deg": 5.0, "tilt_deg": -4.0, "beam": "AP", "sid_mm": 1000.0,
+                                "sod_mm": 850.0}
     expected = project_volume(load_ct(ct, mask), ProjectorOptions(size_px=128, geometry="cone", beam="AP",
-                                                                   sid_mm=1000.0, view_deg=5.0, min_area_mm2=0.0))
+                                                                   sid_mm=1000.0, view_deg=5.0, tilt_deg=-4.0,
+                                                                   min_area_mm2=0.0))
     np.testing.assert_array_equal(np.asarray(Image.open(out / "xray.png")), expected.image)
     assert len(meta["instances"]) == len(expected.instances) > 0
     assert meta["pixel_spacing_mm"] == list(expected.pixel_spacing_mm)
@@ -44,7 +46,7 @@ def test_project_parallel_default_is_recorded(tmp_path, phantom_files):
     ct, mask = phantom_files
     assert main(["project", str(ct), str(mask), "--out", str(tmp_path / "o"), "--size", "64"]) == 0
     meta = json.loads((tmp_path / "o" / "instances.json").read_text())
-    assert meta["geometry"] == {"type": "parallel", "view_deg": 0.0}
+    assert meta["geometry"] == {"type": "parallel", "view_deg": 0.0, "tilt_deg": 0.0}
 
 
 @pytest.mark.parametrize("extra, fragment", [

@@ -201,6 +201,8 @@ def test_torch_cpu_path_matches_numpy():
     (dict(geometry="cone", sid_mm=-5.0), "--sid-mm must be a positive number"),
     (dict(beam="LAT"), "unknown beam"),
     (dict(device="tpu"), "unknown device"),
+    (dict(tilt_deg=45.0), "--tilt-deg must be within"),
+    (dict(tilt_deg=float("nan")), "--tilt-deg must be within"),
 ])
 def test_bad_geometry_options_are_refused(options, fragment):
     with pytest.raises(ChexmixInputError, match=fragment):
@@ -222,3 +224,29 @@ def test_a_float_volume_is_left_untouched():
         cone_line_integral(volume, (5.0, 5.0, 5.0), geometry, MU)
     np.testing.assert_array_equal(hu, before)
     np.testing.assert_array_equal(slab, slab_before)
+
+
+@pytest.mark.parametrize("geometry", ["parallel", "cone"])
+def test_tilt_moves_an_anterior_bead_up_by_its_depth_times_sin(geometry):
+    shape = (64, 64, 64)  # 1 mm voxels, centre at index 31.5
+    centre = np.array([31.5, 31.5 + 20.0, 31.5])  # 20 mm anterior of the centre, mid-height
+    hu, labels = _sphere(shape, centre, 3.0)
+    ct = _ct(hu, labels=labels)
+
+    def bead_row(tilt_deg: float) -> tuple[float, float]:
+        projection = project_volume(ct, ProjectorOptions(size_px=64, geometry=geometry, tilt_deg=tilt_deg,
+                                                         lesion_types={1: "bead"}))
+        bright = projection.line_integral
+        image_row = ndimage.center_of_mass(bright)[0]
+        mask_row = ndimage.center_of_mass(projection.instances[0].mask)[0]
+        return image_row, mask_row * projection.pixel_spacing_mm[0]
+
+    (row0, mask0), (row10, mask10) = bead_row(0.0), bead_row(10.0)
+    row_mm = project_volume(ct, ProjectorOptions(size_px=64, geometry=geometry)).pixel_spacing_mm[0]
+    # Right-handed about +x: z' = y sin(t) + z cos(t), so the bead rises 20 sin(10 deg) = 3.47 mm
+    # (rows run from superior to inferior). A PA cone beam (SID 1800 mm, source 1650 mm from the
+    # grid's centre) magnifies the bead, 20 mm nearer the detector, by 1800 / 1670.
+    rise_mm = 20.0 * np.sin(np.deg2rad(10.0))
+    magnification = 1.0 if geometry == "parallel" else 1800.0 / (1650.0 + 20.0)
+    assert (row0 - row10) * row_mm == pytest.approx(rise_mm * magnification, abs=0.3)
+    assert (mask0 - mask10) == pytest.approx((row0 - row10) * row_mm, abs=1.0)  # the mask follows the image

@@ -54,7 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_geometry_arguments(group: argparse._ActionsContainer, defaults_from_config: bool = False) -> None:
-    """--geometry, --beam, --sid-mm, --sod-mm, --detector-pixel-mm, --view-deg (:class:`ProjectorOptions`).
+    """--geometry, --beam, --sid-mm, --sod-mm, --detector-pixel-mm, --view-deg, --tilt-deg (:class:`ProjectorOptions`).
 
     ``defaults_from_config``: leave every option unset (None) so that a config's projector keeps its own.
     """
@@ -76,9 +76,12 @@ def add_geometry_arguments(group: argparse._ActionsContainer, defaults_from_conf
                        "equalisation, unsharp mask, film-like response) (default: linear)")
     group.add_argument("--view-deg", type=float, default=None if defaults_from_config else 0.0,
                        help="patient turned about the superior-inferior axis, degrees (default: 0; positive: right side forward)")
+    group.add_argument("--tilt-deg", type=float, default=None if defaults_from_config else 0.0,
+                       help="patient tilted about the right-left axis, degrees, at most 30 either way "
+                            "(default: 0; positive: leaning back, as a lordotic view)")
 
 
-GEOMETRY_OPTIONS = ("geometry", "beam", "sid_mm", "sod_mm", "detector_pixel_mm", "view_deg", "display")
+GEOMETRY_OPTIONS = ("geometry", "beam", "sid_mm", "sod_mm", "detector_pixel_mm", "view_deg", "tilt_deg", "display")
 
 
 def geometry_options(args: argparse.Namespace) -> dict:
@@ -117,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _geometry_record(options: ProjectorOptions) -> dict:
     """What instances.json says about the rays: the geometry, the beam and its distances in mm."""
-    record = {"type": options.geometry, "view_deg": options.view_deg}
+    record = {"type": options.geometry, "view_deg": options.view_deg, "tilt_deg": options.tilt_deg}
     if options.geometry == "cone":
         record.update(beam=options.beam, sid_mm=options.source_to_detector_mm, sod_mm=options.source_to_isocentre_mm)
     return record

@@ -30,7 +30,7 @@ Two modes:
 
 from __future__ import annotations
 
-from chexmix_dataset.ct.views import rotate_about_si
+from chexmix_dataset.ct.views import rotate_about_si, tilt_about_lr
 from chexmix_dataset.ct.volume import CTVolume
 from chexmix_dataset.projector.backend import to_device, to_numpy
 from chexmix_dataset.projector.cone import cone_line_integral, cone_path_mm
@@ -112,10 +112,11 @@ def _cone_physics(ct: CTVolume, options: ProjectorOptions) -> Projection:
 def project_volume(ct: CTVolume, options: ProjectorOptions | None = None) -> Projection:
     """Project a RAS+ CT to a frontal X-ray with its lesion instances (see the package docstring).
 
-    The patient is first turned by ``options.view_deg`` about the superior-inferior axis.
+    The patient is first turned by ``options.view_deg`` about the superior-inferior axis, then
+    tilted by ``options.tilt_deg`` about the right-left axis.
     """
     options = options or ProjectorOptions()
-    ct = rotate_about_si(ct, options.view_deg)
+    ct = tilt_about_lr(rotate_about_si(ct, options.view_deg), options.tilt_deg)
     if options.mode == "seed":
         check_seed_geometry(ct)
         image = _seed_display(to_radiograph_layout(_seed_column_sums(ct)))

@@ -15,6 +15,8 @@ MU_WATER_60KEV_PER_MM = 0.0206
 # Longest image side: a 43 cm flat-panel detector at its finest 0.1 mm pitch is about 4300 px;
 # beyond this a typo (--size 100000 would need 37 GiB) rather than a wish.
 MAX_SIZE_PX = 4096
+#: a frontal view's tilt about the right-left axis stays small; larger ones are other views
+MAX_TILT_DEG = 30.0
 # Usual source-to-image distances: a departmental PA chest film at 72 in (1.8 m); a portable AP
 # film (bedside, the usual view for the sickest patients) at about 40 in (1 m).
 DEFAULT_SID_MM = {"PA": 1800.0, "AP": 1000.0}
@@ -54,6 +56,9 @@ class ProjectorOptions:
             over ``size_px`` px on the longer side.
         view_deg: patient rotation about the superior-inferior axis in degrees (convention of
             :mod:`chexmix_dataset.ct.views`), applied before projecting in either geometry.
+        tilt_deg: patient tilt about the right-left axis in degrees, at most
+            :data:`MAX_TILT_DEG` either way (a positive tilt leans the patient back; see
+            :mod:`chexmix_dataset.ct.views`), applied after ``view_deg``.
         display: physics mode: "linear" (default: ``-ln T`` windowed linearly) or "radiograph"
             (quantum noise, tissue equalisation, unsharp mask, sigmoid detector response; see
             :func:`.display.radiograph_uint8`). ``line_integral`` is the same for both.
@@ -76,6 +81,7 @@ class ProjectorOptions:
     sod_mm: float | None = None
     detector_pixel_mm: float | None = None
     view_deg: float = 0.0
+    tilt_deg: float = 0.0
     device: str = "cpu"
     display: Literal["linear", "radiograph"] = "linear"
 
@@ -112,6 +118,9 @@ class ProjectorOptions:
             raise ChexmixInputError("seed mode keeps the published display; --display radiograph needs --mode physics")
         if not np.isfinite(self.view_deg):
             raise ChexmixInputError(f"--view-deg must be a finite angle, got {self.view_deg}")
+        if not (np.isfinite(self.tilt_deg) and abs(self.tilt_deg) <= MAX_TILT_DEG):
+            raise ChexmixInputError(f"--tilt-deg must be within +-{MAX_TILT_DEG:g} degrees (a small tilt of a "
+                                    f"frontal view), got {self.tilt_deg}")
 
     @property
     def source_to_detector_mm(self) -> float:
