@@ -160,7 +160,9 @@ def run_one(cell: Cell, spec: str, seed: int, options: BenchOptions, out_dir: Pa
         "device": str(device), "processes": ddp.world_size(), "train_images": len(trained.parts.train),
         "validation_images": len(trained.parts.validation), "test_images": len(test),
         "ct_fraction": cell.ct_fraction, "dataset_options": dict(cell.dataset_options),
-        "train_ct_projections": sum(source == "ct_projection" for source in cell.dataset["train"]["source"]),
+        # Of the images that trained (the training split less its validation part), as train_images.
+        "train_ct_projections": sum(source == "ct_projection"
+                                    for source in cell.dataset["train"].select(trained.parts.train)["source"]),
         "train_loss": trained.history["train_loss"], "validation_iou": trained.history["validation_iou"],
         "threshold": model.threshold, "threshold_kind": model.threshold_kind, "threshold_rule": trained.parts.rule,
         "best_epoch": trained.best["epoch"], "validation_iou_by_threshold": (

@@ -2,7 +2,10 @@
 
 Each run holds out a patient-level part of its training split (never the test split):
 ``chexmix_dataset.dataset.splits.patient_split`` on the rows' ``patient_id`` with seed 0, keeping
-``1 - VALIDATION_FRACTION`` of the images for training. The part is the same for every model and
+``1 - VALIDATION_FRACTION`` of the images for training, separately for the patients with real
+CXRs only, with CT projections only and with both (the rows' ``source``), so that the part that
+trains keeps the mix of the cell: a Mixed cell of few CXRs must not lose all of them to
+validation and train on projections alone. The part is the same for every model and
 seed of a cell, so their scores stay comparable (parts without lesions: see below). After every
 epoch the model predicts it, and the *pooled* IoU (intersection over union of all its lesion
 pixels together, at the model's input size against the resized masks) is measured at every candidate threshold (0.05, 0.10,
@@ -53,9 +56,21 @@ class TrainValidation:
     def rule(self) -> str:
         if self.validation:
             return (f"validation: best pooled IoU over {len(self.validation)} held-out training images "
-                    f"({VALIDATION_FRACTION:.0%} of the patients' images, patient-level)")
+                    f"({VALIDATION_FRACTION:.0%} of the patients' images, patient-level, per source)")
         return (f"default {DEFAULT_THRESHOLD}: the training split is too small (< {MIN_TRAIN_IMAGES} images, "
                 "too few patients, or no lesion in the validation part) for a validation part; last epoch scored")
+
+
+def source_strata(patient_ids: list[str], sources: list[str]) -> list[list[int]]:
+    """Row indices grouped by what their patient has: the sorted set of the patient's sources
+    ("cxr", "ct_projection" or both), so that one patient stays in one group."""
+    by_patient: dict[str, set[str]] = {}
+    for patient, source in zip(patient_ids, sources):
+        by_patient.setdefault(patient, set()).add(source)
+    groups: dict[tuple[str, ...], list[int]] = {}
+    for index, patient in enumerate(patient_ids):
+        groups.setdefault(tuple(sorted(by_patient[patient])), []).append(index)
+    return [groups[key] for key in sorted(groups)]
 
 
 def split_validation(train: datasets.Dataset) -> TrainValidation:
@@ -64,10 +79,16 @@ def split_validation(train: datasets.Dataset) -> TrainValidation:
     if len(train) < MIN_TRAIN_IMAGES:
         return TrainValidation(everything, [])
     has_lesion = [len(objects["id"]) > 0 for objects in train["objects"]]
+    patients = train["patient_id"]
+    strata = source_strata(patients, train["source"] if "source" in train.column_names else [""] * len(train))
     for seed in range(VALIDATION_SEED, VALIDATION_SEED + VALIDATION_DRAWS):
-        fit, held_out = patient_split(everything, train["patient_id"], 1 - VALIDATION_FRACTION, seed)
+        fit, held_out = [], []
+        for rows in strata:
+            part_fit, part_held_out = patient_split(rows, [patients[i] for i in rows], 1 - VALIDATION_FRACTION, seed)
+            fit += part_fit
+            held_out += part_held_out
         if fit and any(has_lesion[i] for i in held_out):
-            return TrainValidation(fit, held_out)
+            return TrainValidation(sorted(fit), sorted(held_out))
     return TrainValidation(everything, [])
 
 

@@ -150,3 +150,25 @@ def test_plan_states_checkpoint_sizes_that_match_the_files_written(tmp_path, cap
     assert (run_dir / "last.pt").stat().st_size / 1e6 == pytest.approx(last_mb, rel=0.02)
     assert (run_dir / "best.pt").stat().st_size / 1e6 == pytest.approx(best_mb, rel=0.02)
     assert (run_dir / "model" / "model.safetensors").stat().st_size / 1e6 == pytest.approx(best_mb, rel=0.02)
+
+
+def test_validation_part_keeps_the_cells_mix_of_cxrs_and_projections() -> None:
+    # A small Mixed cell: 3 real CXRs and 12 CT projections, one image per patient, plus one
+    # patient with both (a Radiopaedia case): the training part must keep CXRs in proportion.
+    rows_ = [disc_image_row(i, 64, n_lesions=1, source="cxr") for i in range(3)]
+    rows_ += [disc_image_row(i, 64, n_lesions=1, source="ct_projection") for i in range(3, 15)]
+    rows_ += [disc_image_row(15, 64, n_lesions=1, source="cxr"), disc_image_row(16, 64, n_lesions=1, source="ct_projection")]
+    for k, row in enumerate(rows_):
+        row["patient_id"] = "both" if k >= 15 else f"patient-{k:03d}"
+    train = datasets.Dataset.from_list(rows_, features=FEATURES)
+    parts = split_validation(train)
+    sources, patients = train["source"], train["patient_id"]
+    assert sorted(parts.train + parts.validation) == list(range(len(train)))
+    assert not {patients[i] for i in parts.train} & {patients[i] for i in parts.validation}
+    fit_cxrs = sum(sources[i] == "cxr" for i in parts.train if patients[i] != "both")
+    held_cxrs = sum(sources[i] == "cxr" for i in parts.validation if patients[i] != "both")
+    fit_ct = sum(sources[i] == "ct_projection" for i in parts.train if patients[i] != "both")
+    held_ct = sum(sources[i] == "ct_projection" for i in parts.validation if patients[i] != "both")
+    # Each group is split 80/20 on its own (patient_split's rounding): 3 CXRs -> 2 + 1, 12 -> 10 + 2.
+    assert (fit_cxrs, held_cxrs) == (2, 1) and (fit_ct, held_ct) == (10, 2)
+    assert "per source" in parts.rule
