@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from dicom_series import new_dicom
+from pydicom.uid import generate_uid
 
 DIGITAL_XRAY_STORAGE = "1.2.840.10008.5.1.4.1.1.1.1"  # Digital X-Ray Image Storage - For Presentation
 
@@ -15,14 +15,8 @@ def write_cxr_dicom(path: Path, stored: np.ndarray, *, photometric: str = "MONOC
                     window: tuple[float, float] | None = None, imager_spacing_mm: tuple[float, float] | None = None,
                     rescale: tuple[float, float] | None = None) -> Path:
     """A DX image of ``stored`` (uint16, rows x columns) with the given value transforms."""
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = DIGITAL_XRAY_STORAGE
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = DIGITAL_XRAY_STORAGE, meta.MediaStorageSOPInstanceUID
-    ds.Modality, ds.PatientID, ds.ViewPosition = "DX", "TEST-1", "PA"
+    ds = new_dicom(DIGITAL_XRAY_STORAGE, "DX", "TEST-1")
+    ds.ViewPosition = "PA"
     ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
     ds.Rows, ds.Columns = stored.shape
     ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, photometric

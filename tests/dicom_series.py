@@ -17,6 +17,19 @@ from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
 
+def new_dicom(sop_class: str, modality: str, patient_id: str) -> Dataset:
+    """An empty instance of ``sop_class`` with its file meta (explicit VR little endian) and ids."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = sop_class
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = sop_class, meta.MediaStorageSOPInstanceUID
+    ds.Modality, ds.PatientID = modality, patient_id
+    return ds
+
+
 def _axis_along(affine_lps: np.ndarray, direction: np.ndarray) -> tuple[int, bool]:
     """(voxel axis whose step points along ``direction`` or against it, True if against)."""
     dots = affine_lps[:3, :3].T @ direction
@@ -60,16 +73,7 @@ def write_ct_series(folder: Path, hu_ras: np.ndarray, affine_ras: np.ndarray, *,
     names = np.random.default_rng(seed).permutation(n_slices)
     files = []
     for instance, k in enumerate(superior_first, start=1):
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = sop_class
-        meta.MediaStorageSOPInstanceUID = generate_uid()
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds = Dataset()
-        ds.file_meta = meta
-        ds.SOPClassUID = sop_class
-        ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-        ds.Modality = modality
-        ds.PatientID = "chexmix-test"
+        ds = new_dicom(sop_class, modality, "chexmix-test")
         ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
         ds.InstanceNumber = instance
         ds.ImagePositionPatient = [f"{v:.6f}" for v in positions[k]]

@@ -273,3 +273,12 @@ def make_ct_folder(root: Path, names: list[str], mask_dirname: str = "mask",
 def save_png(path: Path, array: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(array).save(path)
+
+
+def make_ct_folder_with_a_cut_volume(data_dir: Path, n: int = 5) -> Path:
+    """``make_ct_folder`` of ``case0..case{n-1}`` whose last CT keeps its header but loses its
+    voxels (a download cut short); returns that file."""
+    make_ct_folder(data_dir, [f"case{i}" for i in range(n)])
+    broken = data_dir / "ct" / f"case{n - 1}.nii.gz"
+    broken.write_bytes(broken.read_bytes()[:400])
+    return broken

@@ -138,6 +138,14 @@ def _python(script: str, *args: str, cwd: Path) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
+def _run_python(script: str, cwd: Path) -> str:
+    """Run ``script`` to its end in a fresh interpreter; its stdout (it must succeed)."""
+    child = _python(script, cwd=cwd)
+    out, err = child.communicate(timeout=60)
+    assert child.returncode == 0, err
+    return out
+
+
 def _wait_for(predicate, process: subprocess.Popen, timeout_s: float = 60.0) -> None:
     deadline = time.monotonic() + timeout_s
     while not predicate():
@@ -199,9 +207,7 @@ def test_forked_child_keeps_default_sigterm_and_leaves_the_parents_output(tmp_pa
         "    print(os.WIFSIGNALED(status), os.WTERMSIG(status) if os.WIFSIGNALED(status) else None)\n"
         "    print(all(p.exists() for p in live_temporary_paths()))\n"
     )
-    child = _python(script, cwd=tmp_path)
-    out, err = child.communicate(timeout=60)
-    assert child.returncode == 0, err
+    out = _run_python(script, tmp_path)
     # The child had the default handler back; it died by SIGTERM; the parent's temp file survived.
     assert out.split() == ["True", "True", str(int(signal.SIGTERM)), "True"]
     assert [p.name for p in tmp_path.iterdir()] == ["result.bin"]
@@ -216,9 +222,7 @@ def test_writes_from_a_thread_work_and_install_no_handler(tmp_path):
         "worker.start(); worker.join()\n"
         "print(signal.getsignal(signal.SIGTERM) is signal.SIG_DFL)\n"
     )
-    child = _python(script, cwd=tmp_path)
-    out, err = child.communicate(timeout=60)
-    assert child.returncode == 0, err
+    out = _run_python(script, tmp_path)
     assert out.split() == ["True"]
     assert json.loads((tmp_path / "from_thread.json").read_text()) == {"ok": True}
 

@@ -9,7 +9,11 @@ from pathlib import Path
 import datasets
 import numpy as np
 import pytest
-from public_layouts import make_covid19_ct_seg_zenodo, make_covid_chestxray, make_ct_folder
+from public_layouts import (
+    make_covid19_ct_seg_zenodo,
+    make_covid_chestxray,
+    make_ct_folder_with_a_cut_volume,
+)
 
 from chexmix_dataset.cli import main
 from chexmix_dataset.dataset import builder as builder_module
@@ -155,9 +159,7 @@ def test_interrupted_build_leaves_nothing_visible_and_rerun_completes(tmp_path, 
 
 def test_build_cli_prints_summary_and_counts_skipped_items(tmp_path, capsys):
     data_dir = tmp_path / "data"
-    make_ct_folder(data_dir, [f"case{i}" for i in range(5)])
-    broken = data_dir / "ct" / "case4.nii.gz"
-    broken.write_bytes(broken.read_bytes()[:400])  # header intact, voxels cut off
+    make_ct_folder_with_a_cut_volume(data_dir)  # case4: header intact, voxels cut off
     argv = ["build", "--config", "ct_projections", "--data-dir", str(data_dir), "--sources", "ct_folder",
             "--cache-dir", str(tmp_path / "cache"), "--size", "64"]
     assert main(argv) == 0

@@ -18,7 +18,7 @@ import pytest
 # Before Ray is imported: the local instance then advertises and binds 127.0.0.1 only.
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 import ray  # noqa: E402
-from public_layouts import make_ct_folder
+from public_layouts import make_ct_folder, make_ct_folder_with_a_cut_volume
 from test_builder import SMALL_SAMPLE
 
 from chexmix_dataset.cli import main
@@ -95,9 +95,7 @@ def test_killed_worker_is_retried_and_the_build_completes(tmp_path, local_sample
 
 def test_cli_ray_build_skips_a_corrupt_volume_with_its_reason_like_the_local_build(tmp_path, capsys):
     data_dir = tmp_path / "data"
-    make_ct_folder(data_dir, [f"case{i}" for i in range(5)])
-    broken = data_dir / "ct" / "case4.nii.gz"
-    broken.write_bytes(broken.read_bytes()[:400])  # header intact, voxels cut off
+    make_ct_folder_with_a_cut_volume(data_dir)  # case4: header intact, voxels cut off
     common = ["build", "--config", "ct_projections", "--data-dir", str(data_dir), "--sources", "ct_folder",
               "--size", "64"]
     assert main([*common, "--cache-dir", str(tmp_path / "c1"), "--out", str(tmp_path / "local")]) == 0
