@@ -54,8 +54,22 @@ def init_from_env(device: str = "auto") -> None:
     cuda = torch.cuda.is_available() and device != "cpu"
     if cuda:
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-    timeout_s = float(os.environ.get("CHEXMIX_DDP_TIMEOUT_S", DEFAULT_TIMEOUT_S))
+    timeout_s = collective_timeout_s()
     dist.init_process_group(backend="nccl" if cuda else "gloo", timeout=timedelta(seconds=timeout_s))
+
+
+def collective_timeout_s() -> float:
+    """``CHEXMIX_DDP_TIMEOUT_S`` (a positive number of seconds), else :data:`DEFAULT_TIMEOUT_S`."""
+    text = os.environ.get("CHEXMIX_DDP_TIMEOUT_S", "").strip()
+    if not text:
+        return float(DEFAULT_TIMEOUT_S)
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = float("nan")
+    if not seconds > 0 or seconds == float("inf"):
+        raise ChexmixInputError(f"CHEXMIX_DDP_TIMEOUT_S={text!r} must be a positive number of seconds")
+    return seconds
 
 
 def world_size() -> int:

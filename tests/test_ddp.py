@@ -18,6 +18,7 @@ from baselines.base import LesionModel, adamw
 from benchmark import ddp
 from benchmark.data import EpochSampler, collate
 from benchmark.train import make_scaler, make_scheduler, train_one_epoch
+from chexmix_dataset.errors import ChexmixInputError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -163,6 +164,17 @@ def test_a_missing_gradient_counts_as_zero_and_buffers_come_from_process_0(tmp_p
         torch.testing.assert_close(result["sometimes"], torch.full((2,), 2.0))  # (4 + 0) / 2
         assert int(result["count"]) == 10 and result["count"].dtype == torch.int64
         torch.testing.assert_close(result["mean"], torch.full((4,), -0.5))
+
+
+@pytest.mark.parametrize("value", ["soon", "-5", "0", "inf"])
+def test_a_bad_collective_timeout_is_one_clear_error(monkeypatch, value: str) -> None:
+    monkeypatch.setenv("CHEXMIX_DDP_TIMEOUT_S", value)
+    with pytest.raises(ChexmixInputError, match="CHEXMIX_DDP_TIMEOUT_S=.* must be a positive number of seconds"):
+        ddp.collective_timeout_s()
+    monkeypatch.setenv("CHEXMIX_DDP_TIMEOUT_S", "90")
+    assert ddp.collective_timeout_s() == 90.0
+    monkeypatch.delenv("CHEXMIX_DDP_TIMEOUT_S")
+    assert ddp.collective_timeout_s() == ddp.DEFAULT_TIMEOUT_S
 
 
 def test_an_uneven_share_of_the_batch_is_refused(monkeypatch) -> None:
