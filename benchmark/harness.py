@@ -83,14 +83,9 @@ def check_options(options: BenchOptions, models: list[str], out_dir: Path) -> In
 
 def initial_weights(weights: str, out_dir: Path) -> InitialWeights:
     """The grid's initial weights for ``--weights``; "last" reads those recorded in runs/init.json."""
-    if weights in WEIGHT_CHOICES:
-        return InitialWeights(weights)
     if weights != "last":
-        if is_model_reference(weights):  # a model folder or hub:ORG/NAME (benchmark.model_files)
-            name = weights if weights.startswith("hub:") else str(Path(weights).absolute())
-            return InitialWeights(name, model_checkpoint(weights))
-        path = Path(weights).absolute()
-        return InitialWeights(str(path), read_checkpoint(path))
+        return _initial_from(weights if weights in WEIGHT_CHOICES or weights.startswith("hub:")
+                             else str(Path(weights).absolute()))
     record_path = out_dir / "runs" / "init.json"
     if not record_path.is_file():
         raise ChexmixInputError("--weights last found no earlier run to resume (runs/init.json is missing); "
@@ -103,14 +98,20 @@ def initial_weights(weights: str, out_dir: Path) -> InitialWeights:
         raise ChexmixInputError("is not the record of a benchmark's initial weights (expected JSON "
                                 '{"weights": NAME or PATH}); start again with --weights imagenet, coco, none or PATH',
                                 record_path) from None
-    if recorded in WEIGHT_CHOICES:
-        return InitialWeights(recorded)
-    if recorded.startswith("hub:") or Path(recorded).is_dir():
-        return InitialWeights(recorded, model_checkpoint(recorded))
-    if not Path(recorded).is_file():
+    if recorded not in WEIGHT_CHOICES and not recorded.startswith("hub:") and not Path(recorded).exists():
         raise ChexmixInputError(f"the runs to resume started from checkpoint {recorded}, which no longer exists; "
                                 "put it back or start again with another --weights", record_path)
-    return InitialWeights(recorded, read_checkpoint(recorded))
+    return _initial_from(recorded)
+
+
+def _initial_from(name: str) -> InitialWeights:
+    """``name``: a pretrained structure, model files (hub:ORG/NAME, a model folder or its
+    safetensors: benchmark.model_files) or a chexmix checkpoint path, as init.json records it."""
+    if name in WEIGHT_CHOICES:
+        return InitialWeights(name)
+    if is_model_reference(name):
+        return InitialWeights(name, model_checkpoint(name))
+    return InitialWeights(name, read_checkpoint(name))
 
 
 def check_resumable(cells: list[Cell], models: list[str], options: BenchOptions, out_dir: Path) -> None:

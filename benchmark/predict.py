@@ -87,13 +87,19 @@ def input_files(inputs: list[Path]) -> list[Path]:
 
 
 def unique_names(files: list[Path]) -> list[str]:
-    """Output folder names: file stems, made unique in input order with -2, -3, ..."""
-    seen: dict[str, int] = {}
+    """Output folder names: file stems, made unique in input order with -2, -3, ... (skipping any
+    suffixed name an input's own stem already takes: a-2.png, a.png, a.jpg -> a-2, a, a-3)."""
+    taken = {file.stem or "image" for file in files}
+    used: set[str] = set()
     names = []
     for file in files:
-        stem = file.stem or "image"
-        seen[stem] = seen.get(stem, 0) + 1
-        names.append(stem if seen[stem] == 1 else f"{stem}-{seen[stem]}")
+        stem = name = file.stem or "image"
+        copy = 1
+        while name in used or (copy > 1 and name in taken):
+            copy += 1
+            name = f"{stem}-{copy}"
+        used.add(name)
+        names.append(name)
     return names
 
 

@@ -113,10 +113,9 @@ def model_card(config: dict, repo_id: str) -> str:
     return "\n".join(lines)
 
 
-def write_model_tree(run_dir: Path, tree: Path, repo_id: str) -> None:
-    """Write the model repository tree of ``run_dir`` into the (new) folder ``tree``."""
-    source = model_folder(run_dir)
-    config = read_model_config(source)
+def write_model_tree(source: Path, config: dict, tree: Path, repo_id: str) -> None:
+    """Write the model repository tree of the model folder ``source`` (its ``config.json`` read
+    as ``config``) into the (new) folder ``tree``."""
     for name in (WEIGHTS_FILE, CONFIG_FILE):
         shutil.copyfile(source / name, tree / name)
     overlay = source / OVERLAY_FILE
@@ -128,18 +127,20 @@ def write_model_tree(run_dir: Path, tree: Path, repo_id: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     repo_id = check_repo_id(args.repo_id)
-    model_folder(args.run_dir)  # fail before anything is written or any Hub call
+    # Read everything first: a bad folder or config.json must fail before any file or Hub repository exists.
+    source = model_folder(args.run_dir)
+    config = read_model_config(source)
     if args.local_dir is not None:
         check_replaceable(args.local_dir, TREE_NAMES)
         with atomic_dir(args.local_dir, replaces=TREE_NAMES) as tmp:
-            write_model_tree(args.run_dir, tmp, repo_id)
+            write_model_tree(source, config, tmp, repo_id)
         print(f"{args.local_dir}: model repository tree for {repo_id} written (nothing pushed)")
         return 0
     token = resolve_token()
     api = open_hub_repo(repo_id, token=token, private=args.private, repo_type="model")
     with tempfile.TemporaryDirectory(prefix="chexmix-publish-model-") as tmp:
         tree = Path(tmp)
-        write_model_tree(args.run_dir, tree, repo_id)
+        write_model_tree(source, config, tree, repo_id)
         commit_url, changed = push_hub_tree(api, tree, repo_id, token=token, repo_type="model",
                                             commit_message="Publish a CheXMix model")
     if commit_url is None:

@@ -20,7 +20,8 @@ MODEL_DIR = "model"
 TRAINING_KEYS = ("training_dataset", "config", "split", "augment", "model", "seed", "epochs", "best_epoch",
                  "weights", "init_weights", "image_size", "batch_size", "device", "train_images",
                  "validation_images", "threshold_rule")
-TEST_KEYS = ("iou_mean", "iou_ci", "dice_mean", "dice_ci", "ap", "ap50", "pooled_iou", "lesion_positive_iou",
+TEST_KEYS = ("iou_mean", "iou_ci", "dice_mean", "dice_ci", "ap", "ap50", "pooled_iou", "iou_lesion_mean",
+             "iou_lesion_ci",
              "lesion_free_fraction", "test_images", "test_patients")
 
 

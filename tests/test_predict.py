@@ -197,3 +197,33 @@ def test_bench_starts_from_a_model_folder_or_a_hub_model(run_dir, tmp_path, monk
         assert initial.structure == "none"
         for name, tensor in model.state_dict().items():
             assert torch.equal(initial.checkpoint["model"][name], tensor.cpu())
+
+
+def test_output_names_stay_unique_when_an_input_stem_looks_like_a_copy(run_dir, tmp_path, capsys):
+    from benchmark.predict import unique_names
+
+    assert unique_names([Path("x/a-2.png"), Path("x/a.png"), Path("y/a.jpg")]) == ["a-2", "a", "a-3"]
+    assert unique_names([Path("a.png"), Path("b/a.png"), Path("c/a.png")]) == ["a", "a-2", "a-3"]
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("a-2.png", "a.png", "a.jpg"):
+        Image.fromarray(_cxr()).save(folder / name)
+    out = tmp_path / "out"
+    assert main(["predict", str(folder), "--weights", str(run_dir / "model"), "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["a", "a-2", "a-3"]
+
+
+def test_publish_model_reads_a_corrupt_config_before_any_hub_call(run_dir, tmp_path, capsys, monkeypatch):
+    import shutil
+
+    from benchmark import publish_model
+
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    (copy / "model" / "config.json").write_text("{ not json", encoding="utf-8")
+    monkeypatch.setenv("HF_TOKEN", "hf_test_token")
+    monkeypatch.setattr(publish_model, "open_hub_repo",
+                        lambda *a, **k: pytest.fail("the Hub repository was created before config.json was read"))
+    assert main(["publish-model", str(copy), "--repo-id", "chexmix-test/unet-sample"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "config.json" in err[0]
