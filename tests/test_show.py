@@ -183,3 +183,14 @@ def test_show_compare_display_with_a_display_is_refused(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--compare-display draws both displays" in err[0]
     assert not out.exists()
+
+
+def test_show_compare_display_refuses_seed_mode_before_building(tmp_path, monkeypatch, capsys):
+    from chexmix_dataset.dataset.builder import CheXMix
+
+    monkeypatch.setattr(CheXMix, "download_and_prepare", lambda *a, **k: pytest.fail("built before refusing"))
+    out = tmp_path / "compare.png"
+    assert cli.main(["show", "--config", "sample", "--compare-display", "--mode", "seed", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "radiograph needs --mode physics" in err[0]
+    assert not out.exists()

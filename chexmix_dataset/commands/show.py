@@ -70,12 +70,16 @@ def _split(dataset, args: argparse.Namespace):
 
 
 def _compare_displays(args: argparse.Namespace) -> int:
-    from chexmix_dataset.commands.dataset_args import load_dataset_from_args
+    from chexmix_dataset.commands.dataset_args import builder_from_args
 
     if args.display is not None:
         raise ChexmixInputError(f"--compare-display draws both displays; drop --display {args.display}")
-    linear, radiograph = (_split(load_dataset_from_args(argparse.Namespace(**{**vars(args), "display": display})),
-                                 args) for display in ("linear", "radiograph"))
+    # Both builders first: options the radiograph display refuses (e.g. --mode seed) fail before any build.
+    builders = [builder_from_args(argparse.Namespace(**{**vars(args), "display": display}))
+                for display in ("linear", "radiograph")]
+    for builder in builders:
+        builder.download_and_prepare(num_proc=args.num_proc)
+    linear, radiograph = (_split(builder.as_dataset(), args) for builder in builders)
     projections = [i for i, source in enumerate(linear["source"]) if source == "ct_projection"]
     if not projections:
         raise ChexmixInputError(f"split {args.subset!r} of config {args.config!r} has no CT projections to compare")

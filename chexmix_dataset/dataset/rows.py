@@ -45,5 +45,5 @@ def make_row(
         "objects": {key: [obj[key] for obj in objects] for key in
                     ("id", "bbox", "area", "segmentation", "category", "lesion_type")},
         "mask": Image.fromarray(union_mask(instances, (height, width)), mode="L"),
-        "lung_mask": None if lung_mask is None else Image.fromarray(np.where(lung_mask, 255, 0).astype(np.uint8)),
+        "lung_mask": None if lung_mask is None else Image.fromarray(lung_mask.astype(np.uint8) * 255),
     }
