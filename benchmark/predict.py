@@ -56,15 +56,16 @@ class ImagePrediction:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = f"{parser.description}. {NOT_CLINICAL}"
-    parser.formatter_class = argparse.ArgumentDefaultsHelpFormatter
     parser.add_argument("inputs", nargs="+", type=Path,
-                        help="chest X-ray files (PNG, JPEG, TIFF, DICOM) or folders of them (not recursive)")
+                        help="chest X-ray files (PNG, JPEG, TIFF, BMP, WebP or DICOM) or folders of them "
+                             "(not recursive)")
     parser.add_argument("--weights", required=True,
                         help="model folder with model.safetensors + config.json (a chexmix bench run's "
                              "runs/<cell>/<model>/seed<k>/model), that model.safetensors, or hub:ORG/NAME")
     parser.add_argument("--out", type=Path, required=True,
                         help="output folder; a previous predict output there is replaced, other files are refused")
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="where the model runs")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                        help="where the model runs (default: %(default)s)")
     parser.add_argument("--threshold", type=float, default=None,
                         help="operating threshold (instance score for Mask R-CNN, lesion probability for the "
                              "U-Net); default: the one chosen on validation during training, from config.json")
