@@ -35,6 +35,7 @@ def model_config(cell: Cell, outcome: RunOutcome, model: LesionModel) -> dict:
         "threshold_source": f"chosen on the validation part of the training split ({result['threshold_rule']})",
         "training": {key: result[key] for key in TRAINING_KEYS if key in result},
         "train_composition": result.get("train_composition"),
+        # The whole training split: its validation part chose the epoch and the threshold too.
         "training_licences": dict(Counter(cell.dataset["train"]["license"])),
         "test": {key: result[key] for key in TEST_KEYS if key in result},
         "downloads": result.get("downloads", []),

@@ -151,6 +151,8 @@ def run_one(cell: Cell, spec: str, seed: int, options: BenchOptions, out_dir: Pa
         return None
     model = trained.model
     test = cell.dataset["test"]
+    # The images that trained (the training split less its validation part), as train_images counts them.
+    fit = cell.dataset["train"].select(trained.parts.train)
     evaluation = evaluate_split(model, test, options.image_size, device, options.batch_size, options.progress)
     result = {
         "training_dataset": cell.training_dataset, "config": cell.config, "split": cell.split,
@@ -160,15 +162,15 @@ def run_one(cell: Cell, spec: str, seed: int, options: BenchOptions, out_dir: Pa
         "device": str(device), "processes": ddp.world_size(), "train_images": len(trained.parts.train),
         "validation_images": len(trained.parts.validation), "test_images": len(test),
         "ct_fraction": cell.ct_fraction, "dataset_options": dict(cell.dataset_options),
-        # Of the images that trained (the training split less its validation part), as train_images.
-        "train_ct_projections": sum(source == "ct_projection"
-                                    for source in cell.dataset["train"].select(trained.parts.train)["source"]),
+        "train_ct_projections": sum(source == "ct_projection" for source in fit["source"]),
         "train_loss": trained.history["train_loss"], "validation_iou": trained.history["validation_iou"],
         "threshold": model.threshold, "threshold_kind": model.threshold_kind, "threshold_rule": trained.parts.rule,
         "best_epoch": trained.best["epoch"], "validation_iou_by_threshold": (
             None if trained.best["iou_by_threshold"] is None
             else dict(zip(map(str, THRESHOLDS), trained.best["iou_by_threshold"]))),
-        "train_composition": split_composition(cell.dataset["train"]),
+        "train_composition": split_composition(fit),
+        "validation_composition": (split_composition(cell.dataset["train"].select(trained.parts.validation))
+                                   if trained.parts.validation else None),
         "test_composition": split_composition(test), "downloads": list(cell.downloads),
         **evaluation.scores,
     }
