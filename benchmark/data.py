@@ -31,18 +31,23 @@ from chexmix_dataset.torch_dataset import detection_target
 Target = dict[str, torch.Tensor]
 
 
+def resized_grey(image: np.ndarray, image_size: int) -> np.ndarray:
+    """(H, W) uint8 grey image -> (S, S) uint8 at ``image_size`` px, as every model input is made
+    (bilinear, antialiased, rounded back to grey levels): training, evaluation and predict alike."""
+    tensor = torch.from_numpy(image.astype(np.float32) / 255.0)[None]
+    tensor = TF.resize(tensor, [image_size, image_size], interpolation=InterpolationMode.BILINEAR, antialias=True)
+    return (tensor[0] * 255.0).round_().clamp_(0, 255).to(torch.uint8).numpy()
+
+
 def resize_row(row: dict, image_size: int) -> tuple[np.ndarray, np.ndarray]:
     """A row at ``image_size`` px: (S, S) uint8 grey image and (N, S, ceil(S / 8)) bit-packed masks."""
     size = [image_size, image_size]
-    image = torch.from_numpy(row_image(row, "L").astype(np.float32) / 255.0)[None]
-    image = TF.resize(image, size, interpolation=InterpolationMode.BILINEAR, antialias=True)
     masks = torch.from_numpy(row_lesion_masks(row).astype(np.uint8))
     if len(masks):
         masks = TF.resize(masks, size, interpolation=InterpolationMode.NEAREST)
     else:
         masks = torch.zeros((0, *size), dtype=torch.uint8)
-    grey = (image[0] * 255.0).round_().clamp_(0, 255).to(torch.uint8).numpy()
-    return grey, np.packbits(masks.numpy().astype(bool), axis=-1)
+    return resized_grey(row_image(row, "L"), image_size), np.packbits(masks.numpy().astype(bool), axis=-1)
 
 
 class LesionDataset(torch.utils.data.Dataset):

@@ -53,7 +53,7 @@ def overlay_order(has_lesion: list[bool], count: int = OVERLAY_IMAGES) -> list[i
     return sorted(range(len(has_lesion)), key=lambda index: not has_lesion[index])[:count]
 
 
-def _to_size(probabilities: torch.Tensor, height: int, width: int, threshold: float = MASK_THRESHOLD) -> np.ndarray:
+def masks_at_size(probabilities: torch.Tensor, height: int, width: int, threshold: float = MASK_THRESHOLD) -> np.ndarray:
     """(..., S, S) probabilities -> (..., H, W) bool masks, ``> threshold``."""
     if probabilities.shape[-2:] != (height, width):
         flat = probabilities.reshape(-1, 1, *probabilities.shape[-2:]).float()
@@ -67,7 +67,7 @@ def _instance_rles(probabilities: torch.Tensor, height: int, width: int, thresho
     """(N, S, S) instance probabilities -> N RLEs of the instances at (H, W) px."""
     rles: list[dict] = []
     for chunk in probabilities.split(INSTANCE_CHUNK):
-        rles += encode_instances(_to_size(chunk, height, width, threshold))
+        rles += encode_instances(masks_at_size(chunk, height, width, threshold))
     return rles
 
 
@@ -98,7 +98,7 @@ def evaluate_split(model: LesionModel, split: datasets.Dataset, image_size: int,
             row = next(rows)
             height, width = int(row["height"]), int(row["width"])
             truth_rles, truth = _truth(row)
-            area = _to_size(prediction.lesion_probability, height, width, prediction.mask_threshold)
+            area = masks_at_size(prediction.lesion_probability, height, width, prediction.mask_threshold)
             has_lesion = bool(truth.any())
             # overlay_order picks from the first OVERLAY_IMAGES of each group.
             if kept[has_lesion] < OVERLAY_IMAGES:

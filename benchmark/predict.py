@@ -25,12 +25,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from torch.nn import functional as F
-from torchvision.transforms import InterpolationMode
-from torchvision.transforms.v2 import functional as TF
 from tqdm import tqdm
 
 from baselines import LesionModel
+from benchmark.data import resized_grey
+from benchmark.evaluate import masks_at_size
 from benchmark.model_files import load_model
 from benchmark.train import resolve_device
 from chexmix_dataset.atomic import atomic_dir, check_replaceable, write_json
@@ -105,16 +104,8 @@ def unique_names(files: list[Path]) -> list[str]:
 
 
 def model_input(image: np.ndarray, size: int) -> torch.Tensor:
-    """(1, 1, S, S) float in [0, 1], resized as benchmark.data.LesionDataset resizes."""
-    tensor = torch.from_numpy(image.astype(np.float32) / 255.0)[None]
-    return TF.resize(tensor, [size, size], interpolation=InterpolationMode.BILINEAR, antialias=True)[None]
-
-
-def _at_size(probabilities: torch.Tensor, height: int, width: int, cut: float) -> np.ndarray:
-    """(..., S, S) probabilities -> (..., H, W) bool, resized bilinearly before the cut."""
-    flat = probabilities.reshape(-1, 1, *probabilities.shape[-2:]).float()
-    flat = F.interpolate(flat, size=(height, width), mode="bilinear", align_corners=False)
-    return (flat.reshape(*probabilities.shape[:-2], height, width) > cut).cpu().numpy()
+    """(1, 1, S, S) float in [0, 1]: the image as training saw its images (benchmark.data.resized_grey)."""
+    return torch.from_numpy(resized_grey(image, size)).float().div_(255.0)[None, None]
 
 
 @torch.no_grad()
@@ -124,11 +115,11 @@ def predict_radiograph(model: LesionModel, image: np.ndarray, image_size: int, d
     height, width = image.shape
     prediction = model.predict(model_input(image, image_size).to(device))[0]
     cut = prediction.mask_threshold
-    area = _at_size(prediction.lesion_probability, height, width, cut)
+    area = masks_at_size(prediction.lesion_probability, height, width, cut)
     keep = model.confident_instances(prediction)
     instances, scores = [], []
     for probability, score in zip(prediction.instance_probabilities[keep], prediction.scores[keep]):
-        mask = _at_size(probability, height, width, cut) & area
+        mask = masks_at_size(probability, height, width, cut) & area
         if mask.any():
             instances.append(LesionInstance(mask=mask, lesion_type=LESION_TYPE))
             scores.append(float(score))
