@@ -17,7 +17,15 @@ from typing import Sequence
 import datasets
 
 from chexmix_dataset.commands.project import add_geometry_arguments, geometry_options
-from chexmix_dataset.dataset.builder import CONFIG_NAMES, PAPER_CT_FRACTION, CheXMix, default_config, make_builder
+from chexmix_dataset.dataset.builder import (
+    CONFIG_NAMES,
+    PAPER_CT_FRACTION,
+    CheXMix,
+    default_config,
+    load_chexmix,
+    make_builder,
+)
+from chexmix_dataset.dataset.splits import SPLIT_FORMS
 from chexmix_dataset.errors import ChexmixInputError
 
 DEFAULT_SPLIT = "60/40"
@@ -63,9 +71,8 @@ def add_dataset_arguments(parser: argparse.ArgumentParser, config_required: bool
                             "(default: download them; 'sample' reads none)")
     group.add_argument("--split", default=None,
                        help=f"the train/test ratio, patient-level (the built dataset's two splits are named "
-                            f"'train' and 'test'): TRAIN/TEST percentages summing to 100 like 60/40, 80/20 or "
-                            f"70:30, a train fraction in (0, 1) like 0.6, or 'official': the sources' own split "
-                            f"(qata_cov19, covid_qu_ex) (default: {DEFAULT_SPLIT})")
+                            f"'train' and 'test'): {SPLIT_FORMS} (the sources' own split: qata_cov19, "
+                            f"covid_qu_ex) (default: {DEFAULT_SPLIT})")
     group.add_argument("--seed", type=int, default=None,
                        help=f"seed of the split and the mix (default: {DEFAULT_SEED})")
     group.add_argument("--ct-fraction", type=float, default=None,
@@ -151,6 +158,6 @@ def builder_from_args(args: argparse.Namespace) -> CheXMix:
 
 def load_dataset_from_args(args: argparse.Namespace) -> datasets.DatasetDict:
     """Build (or reuse) the config the arguments describe and return its DatasetDict."""
-    builder = builder_from_args(args)
-    builder.download_and_prepare(num_proc=args.num_proc)
-    return builder.as_dataset()
+    check_dataset_args(args, [args.config])
+    return load_chexmix(args.config, args.data_dir, num_proc=args.num_proc,
+                        **builder_options_from_args(args, args.config))

@@ -37,7 +37,6 @@ from typing import Literal, NamedTuple
 
 import nibabel as nib
 import numpy as np
-from PIL import UnidentifiedImageError
 
 from chexmix_dataset.ct.nifti import is_nifti, read_nifti_stored
 from chexmix_dataset.errors import ChexmixInputError
@@ -111,23 +110,18 @@ def to_ras(data: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return np.asanyarray(canonical.dataobj), np.asarray(canonical.affine)
 
 
-
-
 def _read_slice(file: Path) -> np.ndarray:
     """One slice as its native array: uint8 for 8-bit images, uint16/int32 for 16-bit ones.
 
     Read upright (EXIF Orientation applied), as viewers show it, like every CXR image.
     """
-    image, _ = open_upright(file)
-    try:
-        if image.mode in (*SIXTEEN_BIT_MODES, "I"):
-            array = np.asarray(image)
-            return array.astype(array.dtype.newbyteorder("="), copy=False)  # I;16B is big-endian
-        if image.mode == "F":
-            raise ChexmixInputError("floating-point slice images are not supported; store the CT as NIfTI", file)
-        return np.asarray(image.convert("L"))
-    except (UnidentifiedImageError, OSError) as exc:
-        raise ChexmixInputError(f"cannot read slice image: {exc}", file) from None
+    image, _ = open_upright(file)  # decoded there: an unreadable file is already a clear error
+    if image.mode in (*SIXTEEN_BIT_MODES, "I"):
+        array = np.asarray(image)
+        return array.astype(array.dtype.newbyteorder("="), copy=False)  # I;16B is big-endian
+    if image.mode == "F":
+        raise ChexmixInputError("floating-point slice images are not supported; store the CT as NIfTI", file)
+    return np.asarray(image.convert("L"))
 
 
 def _as_16bit(stack: np.ndarray, folder: Path) -> np.ndarray:
