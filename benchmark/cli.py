@@ -17,14 +17,13 @@ from pathlib import Path
 
 import datasets
 
-from chexmix_dataset.commands.dataset_args import DEFAULT_SPLIT
+from chexmix_dataset.commands.dataset_args import DEFAULT_SPLIT, MIXING_CONFIGS, check_engine_args
 from chexmix_dataset.dataset.splits import is_official, parse_split
 from chexmix_dataset.errors import ChexmixInputError
 
 CONFIGS = ("xrays_only", "mixed", "ct_projections", "sample")
 PAPER_GRID = (("60/40", True), ("80/20", True), ("80/20", False))
 DEFAULT_MODELS = "mask_rcnn,unet"
-SWEEP_CONFIGS = ("mixed", "sample")
 SWEEP_PARAMETER = "ct-fraction"
 
 
@@ -120,9 +119,9 @@ def plan_cells(args: argparse.Namespace) -> list[tuple[str, str, str, bool, dict
         if args.ct_fraction is not None:
             raise ChexmixInputError("--sweep sets the CT fraction of each run; drop --ct-fraction")
         config = "mixed" if args.config is None else args.config
-        if config not in SWEEP_CONFIGS:
+        if config not in MIXING_CONFIGS:
             raise ChexmixInputError(f"--sweep replaces training CXRs by CT projections, which only "
-                                    f"{' and '.join(SWEEP_CONFIGS)} do; --config {config} cannot")
+                                    f"{' and '.join(MIXING_CONFIGS)} do; --config {config} cannot")
         fractions = parse_sweep(args.sweep)
         split = split_label(DEFAULT_SPLIT if args.split is None else args.split)
         return [(f"CT fraction {fraction:.3g}", config, split, args.aug is not False, {"ct_fraction": fraction})
@@ -158,7 +157,7 @@ def make_cells(plan: list[tuple[str, str, str, bool, dict]], args: argparse.Name
     """The cells of a :func:`plan_cells` plan, each (config, split, options) loaded once, with the
     dataset options of ``args`` passed to the builder as ``chexmix build`` passes them."""
     from benchmark.grid import Cell
-    from chexmix_dataset.commands.dataset_args import MIXING_CONFIGS, builder_options_from_args
+    from chexmix_dataset.commands.dataset_args import builder_options_from_args
 
     loaded: dict[tuple, tuple[datasets.DatasetDict, list[dict]]] = {}
     cells = []
@@ -192,8 +191,7 @@ def run(args: argparse.Namespace) -> int:
     plan = plan_cells(args)
     check_dataset_args(args, sorted({config for _, config, _, _, _ in plan}))
     initial = check_options(options, models, args.out)  # before the (slow) data loading
-    if args.address and args.engine != "ray":
-        raise ChexmixInputError("--address names a Ray cluster: use it with --engine ray")
+    check_engine_args(args)
     if ddp.requested_world_size() > 1:  # refused before the (slow) data loading
         if args.engine == "ray":
             raise ChexmixInputError("--engine ray runs each run as a Ray task; do not start it under torchrun")

@@ -15,7 +15,12 @@ from typing import Mapping
 
 import datasets
 
-from chexmix_dataset.commands.dataset_args import add_dataset_arguments, add_engine_arguments, builder_from_args
+from chexmix_dataset.commands.dataset_args import (
+    add_dataset_arguments,
+    add_engine_arguments,
+    builder_from_args,
+    check_engine_args,
+)
 from chexmix_dataset.dataset.builder import image_id_for
 from chexmix_dataset.dataset.composition import describe_composition, split_composition
 from chexmix_dataset.dataset.splits import SplitPlan
@@ -91,8 +96,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.engine == "ray" and args.out is None:
         raise ChexmixInputError("--engine ray writes its rows to --out DIR: give --out")
-    if args.address and args.engine != "ray":
-        raise ChexmixInputError("--address names a Ray cluster: use it with --engine ray")
+    check_engine_args(args)
     if args.out is not None:
         check_replaceable(args.out, EXPORT_NAMES)  # before the slow build
     builder = builder_from_args(args)

@@ -150,6 +150,12 @@ def builder_options_from_args(args: argparse.Namespace, config: str) -> dict:
     return options
 
 
+def check_engine_args(args: argparse.Namespace) -> None:
+    """``--address`` only with ``--engine ray`` (see :func:`add_engine_arguments`)."""
+    if args.address and args.engine != "ray":
+        raise ChexmixInputError("--address names a Ray cluster: use it with --engine ray")
+
+
 def builder_from_args(args: argparse.Namespace) -> CheXMix:
     """The configured builder of ``--config`` the arguments describe (nothing is built yet)."""
     check_dataset_args(args, [args.config])
