@@ -253,3 +253,23 @@ def test_memory_stays_within_twice_the_volume():
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert peak <= 2 * hu.nbytes, f"peak extra memory {peak / 2**20:.0f} MiB for a {hu.nbytes / 2**20:.0f} MiB volume"
+
+
+@pytest.mark.parametrize("layout", ["C", "F", "y slowest"])
+@pytest.mark.parametrize("kind", ["int16", "float32 scaled"])
+def test_projection_does_not_depend_on_the_number_of_threads(monkeypatch, layout, kind):
+    from chexmix_dataset.projector import chunks
+
+    hu = chest_phantom(1, shape=(96, 80, 60)).hu
+    volume = {"C": hu, "F": np.asfortranarray(hu), "y slowest": hu.transpose(1, 0, 2).copy().transpose(1, 0, 2)}[layout]
+    scale = 1.0 if kind == "int16" else 0.5
+    if kind != "int16":
+        volume = (volume / scale).astype(np.float32)
+    monkeypatch.setattr(chunks, "CHUNK_VOXELS", 1 << 14)  # many chunks, so every thread gets several
+    images = {}
+    for threads in (1, 2, 3):
+        monkeypatch.setattr(chunks, "thread_count", lambda threads=threads: threads)
+        images[threads] = line_integral_mm(volume, 0.7, 0.0206, scale, 0.0)
+    assert np.array_equal(images[1], images[2]) and np.array_equal(images[1], images[3])
+    expected = (np.maximum(volume.astype(np.float64) * scale, -1000.0).sum(axis=1) + 1000.0 * 80) * 0.0206 / 1000 * 0.7
+    np.testing.assert_allclose(images[1], expected, rtol=1e-12)

@@ -35,10 +35,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, NamedTuple
 
-import nibabel as nib
 import numpy as np
 
 from chexmix_dataset.ct.nifti import is_nifti, read_nifti_stored
+from chexmix_dataset.ct.orientation import to_ras_axes
 from chexmix_dataset.errors import ChexmixInputError
 from chexmix_dataset.xray.images import SIXTEEN_BIT_MODES, open_upright
 
@@ -105,9 +105,7 @@ def slice_files(folder: str | os.PathLike) -> list[Path]:
 
 def to_ras(data: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Reorder ``data`` to RAS+ (flips and axis swaps only, as nibabel.as_closest_canonical)."""
-    image = nib.Nifti1Image(data, affine)
-    canonical = nib.as_closest_canonical(image)
-    return np.asanyarray(canonical.dataobj), np.asarray(canonical.affine)
+    return to_ras_axes(data, affine)
 
 
 def _read_slice(file: Path) -> np.ndarray:

@@ -14,7 +14,6 @@ from typing import Iterable, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
-from scipy import ndimage
 
 from chexmix_dataset.atomic import atomic_file
 from chexmix_dataset.dataset.lesions import LesionInstance, decode_rle
@@ -56,7 +55,15 @@ def outline(mask: np.ndarray, thickness_px: int = 1) -> np.ndarray:
     Pixels on the image border count as edge, so a lesion cut by the border is outlined there too.
     """
     mask = mask.astype(bool)
-    return mask & ~ndimage.binary_erosion(mask, iterations=thickness_px, border_value=0)
+    # Erosion by the 4-neighbour cross, outside the image counting as background (scipy's
+    # binary_erosion with border_value=0), in numpy: outlines are drawn by `chexmix project`,
+    # which does not import scipy.
+    inner = mask
+    for _ in range(thickness_px):
+        padded = np.pad(inner, 1, constant_values=False)
+        inner = (padded[1:-1, 1:-1] & padded[:-2, 1:-1] & padded[2:, 1:-1]
+                 & padded[1:-1, :-2] & padded[1:-1, 2:])
+    return mask & ~inner
 
 
 def _legend_font(size_px: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:

@@ -10,7 +10,6 @@ import warnings
 from typing import Any
 
 import numpy as np
-from scipy import sparse
 
 Array = Any  # numpy.ndarray or torch.Tensor
 
@@ -77,6 +76,8 @@ def sparse_rows_matmul(columns: np.ndarray, weights: np.ndarray, n_columns: int,
                                              torch.from_numpy(weights.reshape(-1).astype(np.float32)),
                                              size=(n_rows, n_columns), device=dense.device, check_invariants=False)
             return matrix @ dense
+    from scipy import sparse  # the cone renderer alone needs it: parallel projections skip its import
+
     matrix = sparse.csr_matrix((weights.reshape(-1).astype(np.float32), columns.reshape(-1), indptr),
                                shape=(n_rows, n_columns))
     return matrix @ dense

@@ -13,10 +13,10 @@ from __future__ import annotations
 from typing import Iterator
 
 import numpy as np
-from scipy import ndimage
 
 from chexmix_dataset.ct.volume import CTVolume
 from chexmix_dataset.dataset.lesions import LesionInstance
+from chexmix_dataset.projector.components import connected_components
 from chexmix_dataset.projector.cone import cone_path_mm
 from chexmix_dataset.projector.geometry import ConeGeometry
 from chexmix_dataset.projector.options import ProjectorOptions
@@ -28,7 +28,6 @@ def lesion_components(labels: np.ndarray) -> Iterator[tuple[int, tuple[slice, sl
 
     Components of each label value are found with 26-connectivity, in label then component order.
     """
-    structure = np.ones((3, 3, 3), dtype=bool)
     # Work inside the lesions' bounding box: the component image is the only large temporary.
     # The box comes from the anterior-posterior maximum (one cheap pass over the labels).
     footprint = labels.max(axis=1)
@@ -41,15 +40,10 @@ def lesion_components(labels: np.ndarray) -> Iterator[tuple[int, tuple[slice, sl
     for value in np.unique(cropped):
         if value == 0:
             continue
-        try:
-            components, count = ndimage.label(cropped == value, structure=structure, output=np.uint16)
-        except RuntimeError:  # more than 65535 components
-            components, count = ndimage.label(cropped == value, structure=structure)
-        for index, sub in enumerate(ndimage.find_objects(components), start=1):
-            if sub is None:
-                continue
+        components = connected_components(cropped == value)
+        for index, sub in enumerate(components.boxes, start=1):
             grid_box = tuple(slice(b.start + s.start, b.start + s.stop) for b, s in zip(box, sub))
-            yield int(value), grid_box, components[sub] == index  # type: ignore[misc]
+            yield int(value), grid_box, components.labels[sub] == index  # type: ignore[misc]
 
 
 def lesion_path_maps(labels: np.ndarray, dy_mm: float) -> list[tuple[int, np.ndarray]]:

@@ -1,53 +1,20 @@
 """Parallel-beam renderer: rays along anterior-posterior (axis 1 of the RAS+ volume).
 
-The line integral is summed chunk by chunk, so no float copy of the volume is ever made, and
-exactly in integers where the stored values allow it. Images follow the radiological
+The line integral is summed chunk by chunk on every core (:mod:`.chunks`), so no float copy of
+the volume is ever made, and exactly in integers where the stored values allow it. Images follow the radiological
 convention of a frontal chest X-ray: the patient's right on the image's left (column 0 is the
 largest x) and superior at the top (row 0 is the largest z).
 """
 
 from __future__ import annotations
 
-from typing import Iterator
-
 import numpy as np
-from scipy import ndimage
 
 from chexmix_dataset.projector.backend import Array, is_torch
+from chexmix_dataset.projector.chunks import Scratch, reduce_ap
 
-# Chunks of about 256 k voxels: temporaries stay in the CPU cache and never near the volume's size.
-_CHUNK_VOXELS = 1 << 18
 # torch chunks: larger, a GPU is fed by big kernels; still far below the volume's size.
 _TORCH_CHUNK_VOXELS = 1 << 24
-
-
-def _chunks(volume: np.ndarray) -> Iterator[tuple[int, int, tuple[slice, slice, slice]]]:
-    """(axis, start, index) of cache-sized chunks cut along the axis with the largest stride.
-
-    Cutting along the slowest axis keeps each chunk one contiguous block of memory.
-    """
-    axis = int(np.argmax(np.abs(volume.strides)))
-    per_index = volume.size // max(volume.shape[axis], 1)
-    step = max(1, _CHUNK_VOXELS // max(per_index, 1))
-    for start in range(0, volume.shape[axis], step):
-        index = [slice(None)] * 3
-        index[axis] = slice(start, start + step)
-        yield axis, start, tuple(index)  # type: ignore[misc]
-
-
-def _reduce_ap(volume: np.ndarray, transform, out_dtype) -> np.ndarray:
-    """``sum_y transform(volume[x, y, z])`` as an (nx, nz) array, never copying the whole volume."""
-    nx, _, nz = volume.shape
-    out = np.zeros((nx, nz), dtype=out_dtype)
-    for axis, start, index in _chunks(volume):
-        part = transform(volume[index]).sum(axis=1, dtype=out_dtype)
-        if axis == 1:
-            out += part
-        elif axis == 0:
-            out[start:start + part.shape[0]] = part
-        else:
-            out[:, start:start + part.shape[1]] = part
-    return out
 
 
 def line_integral_mm(voxels: Array, dy_mm: float, mu_water_per_mm: float,
@@ -65,23 +32,19 @@ def line_integral_mm(voxels: Array, dy_mm: float, mu_water_per_mm: float,
     if floor is not None:
         # Integer voxels, HU = v + integer offset: clip v where HU is -1000 and sum exactly in
         # int32/int64, then shift once. Exact, and no float copy of any chunk.
+        low = voxels.dtype.type(floor) if floor > np.iinfo(voxels.dtype).min else None
+
+        def clip(part: np.ndarray, scratch: Scratch) -> np.ndarray:
+            return part if low is None else np.maximum(part, low, out=scratch.array(part.shape, part.dtype))
+
         info = np.iinfo(voxels.dtype)
-        buffer = [np.empty(0, dtype=voxels.dtype)]  # reused: a fresh temporary per chunk costs page faults
-
-        def clip(part: np.ndarray) -> np.ndarray:
-            if floor <= info.min or part.min() >= floor:  # nothing below -1000 HU (no padding)
-                return part
-            if buffer[0].size < part.size:
-                buffer[0] = np.empty(part.size, dtype=voxels.dtype)
-            return np.maximum(part, voxels.dtype.type(floor), out=buffer[0][: part.size].reshape(part.shape))
-
         bound = ny * max(abs(info.min), info.max)
-        sums = _reduce_ap(voxels, clip, np.int64 if bound >= 2**31 else np.int32)
+        sums = reduce_ap(voxels, clip, np.int64 if bound >= 2**31 else np.int32)
         hu_sums = sums.astype(np.float64) + float(hu_offset) * ny
     else:
-        hu_sums = _reduce_ap(
+        hu_sums = reduce_ap(
             voxels,
-            lambda part: np.maximum(part.astype(np.float64) * hu_scale + hu_offset, -1000.0),
+            lambda part, _: np.maximum(part.astype(np.float64) * hu_scale + hu_offset, -1000.0),
             np.float64,
         )
     return (hu_sums + 1000.0 * ny) * per_hu
@@ -126,12 +89,41 @@ def to_radiograph_layout(ap_map: np.ndarray) -> np.ndarray:
     return ap_map[::-1, ::-1].T
 
 
+def _linear_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(lower index, upper index, upper weight) of linear interpolation from n_in to n_out samples.
+
+    Pixel edges aligned: output pixel i's centre sits at input coordinate
+    ``(i + 0.5) * n_in / n_out - 0.5``, clamped to the edge pixels beyond the outer centres.
+    """
+    centres = np.clip((np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5, 0.0, n_in - 1)
+    lower = np.floor(centres).astype(np.intp)
+    upper = np.minimum(lower + 1, n_in - 1)
+    return lower, upper, (centres - lower).astype(np.float32)
+
+
 def resample(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Bilinear resampling of a 2D float map to ``shape``, pixel edges aligned (grid mode)."""
+    """Bilinear resampling of a 2D float map to ``shape`` (float32), pixel edges aligned.
+
+    The same values as ``scipy.ndimage.zoom(image, order=1, mode="nearest", grid_mode=True)`` (to
+    float32 rounding), computed as two separable passes: a tenth of zoom's time at 512 px, and
+    no scipy import on the projection path.
+    """
+    image = np.asarray(image, dtype=np.float32)
     if image.shape == shape:
-        return image.astype(np.float32, copy=True)
-    zoom = (shape[0] / image.shape[0], shape[1] / image.shape[1])
-    return ndimage.zoom(image.astype(np.float32), zoom, order=1, mode="nearest", grid_mode=True)
+        return image.copy()
+    return _resample_axis(_resample_axis(image, shape[0], axis=0), shape[1], axis=1)
+
+
+def _resample_axis(image: np.ndarray, n_out: int, axis: int) -> np.ndarray:
+    if image.shape[axis] == n_out:  # the taps would be the identity
+        return image
+    lower, upper, weight = _linear_taps(image.shape[axis], n_out)
+    low = np.take(image, lower, axis=axis)
+    step = np.take(image, upper, axis=axis)
+    step -= low
+    step *= weight[:, None] if axis == 0 else weight[None, :]
+    low += step
+    return low
 
 
 def square_pixel_shape(n_rows: int, n_cols: int, row_mm: float, col_mm: float, size_px: int

@@ -23,7 +23,7 @@ from PIL import Image
 
 from chexmix_dataset.ct.volume import CTVolume
 from chexmix_dataset.errors import ChexmixInputError
-from chexmix_dataset.projector.parallel import _chunks, _reduce_ap
+from chexmix_dataset.projector.chunks import map_chunks, reduce_ap
 
 SEED_MIN_ROWS = 300
 
@@ -36,10 +36,7 @@ def _uint8_scaling(vmin: float, vmax: float):
 def volume_to_uint8(voxels: np.ndarray) -> np.ndarray:
     """Whole-volume min-max scaling to 8 bits: ``rint((v - min) * 255 / (max - min))``."""
     to_uint8 = _uint8_scaling(float(voxels.min()), float(voxels.max()))
-    out = np.empty(voxels.shape, dtype=np.uint8)
-    for _, _, index in _chunks(voxels):
-        out[index] = to_uint8(voxels[index])
-    return out
+    return map_chunks(voxels, lambda part, _: to_uint8(part), np.empty(voxels.shape, dtype=np.uint8))
 
 
 def _calibrated(values: np.ndarray, slope: float, intercept: float) -> np.ndarray:
@@ -63,7 +60,7 @@ def _seed_column_sums(ct: CTVolume) -> np.ndarray:
     """
     voxels = ct.voxels
     if voxels.dtype == np.uint8 and not ct.is_hounsfield:
-        return _reduce_ap(voxels, lambda part: part, np.int64)
+        return reduce_ap(voxels, lambda part, _: part, np.int64)
     slope, intercept = ct.value_slope, ct.value_intercept
     low, high = (_calibrated(np.asarray([voxels.min(), voxels.max()]), slope, intercept))
     # The calibration is monotonic (and so is its rounding): the extremes come from the stored ones.
@@ -72,8 +69,8 @@ def _seed_column_sums(ct: CTVolume) -> np.ndarray:
         unsigned = np.dtype(f"u{voxels.dtype.itemsize}")
         codes = np.arange(2 ** (8 * voxels.dtype.itemsize), dtype=unsigned).view(voxels.dtype)
         table = to_uint8(_calibrated(codes, slope, intercept))  # table[stored bits] = 8-bit value
-        return _reduce_ap(voxels, lambda part: table[part.view(unsigned)], np.int64)
-    return _reduce_ap(voxels, lambda part: to_uint8(_calibrated(part, slope, intercept)), np.int64)
+        return reduce_ap(voxels, lambda part, _: table[part.view(unsigned)], np.int64)
+    return reduce_ap(voxels, lambda part, _: to_uint8(_calibrated(part, slope, intercept)), np.int64)
 
 
 def seed_slices(voxels_ras: np.ndarray, is_hounsfield: bool) -> np.ndarray:
