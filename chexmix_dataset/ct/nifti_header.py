@@ -27,7 +27,7 @@ _FIRST_VOXEL_MIN = 352  # header plus the 4-byte extension flag
 #: NIfTI datatype code -> (numpy type, bits per voxel); complex and RGB types go to nibabel.
 _DATATYPES = {2: ("u1", 8), 4: ("i2", 16), 8: ("i4", 32), 16: ("f4", 32), 64: ("f8", 64),
               256: ("i1", 8), 512: ("u2", 16), 768: ("u4", 32), 1024: ("i8", 64), 1280: ("u8", 64)}
-_XFORM_CODES = range(0, 6)  # unknown, scanner, aligned, Talairach, MNI, template
+_XFORM_CODES = range(6)  # unknown, scanner, aligned, Talairach, MNI, template
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,9 @@ class NiftiHeader:
 
 
 def _fields(block: bytes, endian: str) -> dict[str, object]:
-    unpack = lambda fmt, at: struct.unpack_from(endian + fmt, block, at)  # noqa: E731
+    def unpack(fmt: str, at: int) -> tuple:
+        return struct.unpack_from(endian + fmt, block, at)
+
     return {
         "dim": unpack("8h", 40), "datatype": unpack("h", 70)[0], "bitpix": unpack("h", 72)[0],
         "pixdim": np.array(unpack("8f", 76), dtype=np.float32), "vox_offset": unpack("f", 108)[0],

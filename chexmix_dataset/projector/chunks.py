@@ -9,9 +9,9 @@ every core the process may run on (``os.sched_getaffinity``), at most :data:`MAX
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
-from typing import Callable, Iterator
 
 import numpy as np
 
