@@ -70,9 +70,10 @@ def _in_threads(work: Callable[[list], np.ndarray], items: list) -> list[np.ndar
     return list(_pool(threads).map(work, shares))
 
 
-def reduce_ap(volume: np.ndarray, transform: Transform, out_dtype) -> np.ndarray:
+def reduce_ap(volume: np.ndarray, transform: Transform, out_dtype, reduction: np.ufunc = np.add) -> np.ndarray:
     """``sum_y transform(volume[x, y, z])`` as an (nx, nz) array of ``out_dtype``.
 
+    ``reduction=np.maximum`` gives the maximum along y instead (of non-negative values).
     ``transform(part, scratch)`` maps one chunk to the values to sum (it may write into
     ``scratch``). The result does not depend on the number of threads: integer sums are exact,
     and each float output element is summed by one thread in one order.
@@ -82,9 +83,9 @@ def reduce_ap(volume: np.ndarray, transform: Transform, out_dtype) -> np.ndarray
     def work(share: list) -> np.ndarray:
         scratch, out = Scratch(), np.zeros((nx, nz), dtype=out_dtype)
         for axis, start, index in share:
-            part = transform(volume[index], scratch).sum(axis=1, dtype=out_dtype)
+            part = reduction.reduce(transform(volume[index], scratch), axis=1, dtype=out_dtype)
             if axis == 1:
-                out += part
+                reduction(out, part, out=out)
             elif axis == 0:
                 out[start:start + part.shape[0]] = part
             else:
@@ -99,7 +100,7 @@ def reduce_ap(volume: np.ndarray, transform: Transform, out_dtype) -> np.ndarray
     partial = _in_threads(work, items)
     total = partial[0]
     for other in partial[1:]:
-        total += other  # disjoint chunks: zeros elsewhere (and exact for integers)
+        reduction(total, other, out=total)  # disjoint chunks: zeros elsewhere (and exact for integers)
     return total
 
 
