@@ -273,3 +273,36 @@ def test_projection_does_not_depend_on_the_number_of_threads(monkeypatch, layout
     assert np.array_equal(images[1], images[2]) and np.array_equal(images[1], images[3])
     expected = (np.maximum(volume.astype(np.float64) * scale, -1000.0).sum(axis=1) + 1000.0 * 80) * 0.0206 / 1000 * 0.7
     np.testing.assert_allclose(images[1], expected, rtol=1e-12)
+
+
+def _seed_sums_in_float64(ct: CTVolume) -> np.ndarray:
+    """The 8-bit slices' AP sums straight from the published scaling, float64 per voxel."""
+    values = ct.voxels.astype(np.float64) * ct.value_slope + ct.value_intercept
+    low, high = values.min(), values.max()
+    return np.rint((values - low) * (255.0 / (high - low))).astype(np.uint8).sum(axis=1, dtype=np.int64)
+
+
+@pytest.mark.parametrize("float32_form", ["used where exact", "never used"])
+def test_seed_sums_equal_the_published_scaling_for_every_calibration(monkeypatch, float32_form):
+    from chexmix_dataset.projector import seed
+
+    if float32_form == "never used":
+        monkeypatch.setattr(seed, "_float32_form", lambda *args: None)
+    used = []
+    original = seed._float32_form
+    monkeypatch.setattr(seed, "_float32_form", lambda *args: used.append(original(*args)) or used[-1])
+    phantom = chest_phantom(2, shape=(64, 64, 30))
+    rng = np.random.default_rng(5)
+    # An odd range of stored codes has no 8-bit value exactly half-way; an even one (the
+    # phantom's 1768) has several, which float64 rounds to either side.
+    odd_range = np.minimum(phantom.hu, phantom.hu.max() - 1)
+    for slope, intercept in [(1.0, 0.0), (1.0, -1024.0), (0.37, -1000.3), (2.0, 3.0), (0.5, -3024.0),
+                             *[(float(rng.uniform(0.1, 3)), float(rng.uniform(-2000, 0))) for _ in range(8)]]:
+        for stored in (phantom.hu, odd_range, np.clip(odd_range + 1024, 0, None).astype(np.uint16)):
+            ct = CTVolume(stored, phantom.spacing_mm, phantom.affine, None, True, "p",
+                          value_slope=slope, value_intercept=intercept)
+            assert np.array_equal(seed._seed_column_sums(ct), _seed_sums_in_float64(ct)), (slope, intercept)
+    if float32_form == "never used":
+        assert all(form is None for form in used)
+    else:  # the fast form is taken where it is exact, and refused where float32 would differ
+        assert sum(form is not None for form in used) >= len(used) // 2 and None in used

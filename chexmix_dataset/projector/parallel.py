@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from chexmix_dataset.projector.backend import Array, is_torch
-from chexmix_dataset.projector.chunks import Scratch, reduce_ap
+from chexmix_dataset.projector.chunks import FLOAT32_EXACT_INTEGERS, Scratch, reduce_ap
 
 # torch chunks: larger, a GPU is fed by big kernels; still far below the volume's size.
 _TORCH_CHUNK_VOXELS = 1 << 24
@@ -30,16 +30,26 @@ def line_integral_mm(voxels: Array, dy_mm: float, mu_water_per_mm: float,
     per_hu = mu_water_per_mm / 1000.0 * dy_mm
     floor = _integer_floor(voxels.dtype, hu_scale, hu_offset)
     if floor is not None:
-        # Integer voxels, HU = v + integer offset: clip v where HU is -1000 and sum exactly in
-        # int32/int64, then shift once. Exact, and no float copy of any chunk.
-        low = voxels.dtype.type(floor) if floor > np.iinfo(voxels.dtype).min else None
-
-        def clip(part: np.ndarray, scratch: Scratch) -> np.ndarray:
-            return part if low is None else np.maximum(part, low, out=scratch.array(part.shape, part.dtype))
-
+        # Integer voxels, HU = v + integer offset: clip v where HU is -1000 and sum exactly, then
+        # shift once. No float copy of the volume, only of cache-sized chunks.
         info = np.iinfo(voxels.dtype)
         bound = ny * max(abs(info.min), info.max)
-        sums = reduce_ap(voxels, clip, np.int64 if bound >= 2**31 else np.int32)
+        clip_at = floor if floor > info.min else None
+        if bound <= FLOAT32_EXACT_INTEGERS:
+            # float32 holds every partial sum exactly here, and sums by BLAS: twice the speed of int32.
+            def clip(part: np.ndarray, scratch: Scratch) -> np.ndarray:
+                values = scratch.like(part, np.float32)
+                np.copyto(values, part, casting="unsafe")
+                return values if clip_at is None else np.maximum(values, np.float32(clip_at), out=values)
+
+            sums = reduce_ap(voxels, clip, np.float32)
+        else:
+            def clip(part: np.ndarray, scratch: Scratch) -> np.ndarray:
+                if clip_at is None:
+                    return part
+                return np.maximum(part, voxels.dtype.type(clip_at), out=scratch.like(part, part.dtype))
+
+            sums = reduce_ap(voxels, clip, np.int64 if bound >= 2**31 else np.int32)
         hu_sums = sums.astype(np.float64) + float(hu_offset) * ny
     else:
         hu_sums = reduce_ap(

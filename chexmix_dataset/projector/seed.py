@@ -23,7 +23,7 @@ from PIL import Image
 
 from chexmix_dataset.ct.volume import CTVolume
 from chexmix_dataset.errors import ChexmixInputError
-from chexmix_dataset.projector.chunks import map_chunks, reduce_ap
+from chexmix_dataset.projector.chunks import FLOAT32_EXACT_INTEGERS, Scratch, map_chunks, reduce_ap
 
 SEED_MIN_ROWS = 300
 
@@ -49,6 +49,60 @@ def _calibrated(values: np.ndarray, slope: float, intercept: float) -> np.ndarra
     return values
 
 
+def _as_float32(part: np.ndarray, scratch: Scratch) -> np.ndarray:
+    values = scratch.like(part, np.float32)
+    np.copyto(values, part, casting="unsafe")
+    return values
+
+
+Float32Form = tuple[np.float32, np.float32, np.float32, np.float32]
+
+
+def _apply_float32_form(values: np.ndarray, form: Float32Form) -> np.ndarray:
+    """``rint(((values + c) * a + b) / d)`` in place, float32 throughout (c = 0, b = 0, d = 1 skipped)."""
+    c, a, b, d = form
+    if c:
+        np.add(values, c, out=values)
+    np.multiply(values, a, out=values)
+    if b:
+        np.add(values, b, out=values)
+    if d != 1:
+        np.divide(values, d, out=values)
+    return np.rint(values, out=values)
+
+
+def _neighbours(value: float) -> tuple[np.float32, ...]:
+    nearest = np.float32(value)
+    return nearest, np.nextafter(nearest, np.float32(np.inf)), np.nextafter(nearest, np.float32(-np.inf))
+
+
+def _float32_form(table: np.ndarray, codes: np.ndarray, slope: float, intercept: float, vmin: float,
+                  scale: float) -> Float32Form | None:
+    """A float32 form of ``rint((code * slope + intercept - vmin) * scale)`` that equals ``table``
+    on every stored code of ``codes``; None when float32 rounding would change any of them.
+
+    Checked on every code, so using it can never change the published image; it turns one
+    gather per voxel into a few float32 operations. The forms tried, each with the nearest
+    float32 constants and their neighbours: ``code * (slope * scale) + (intercept - vmin) *
+    scale``; ``(code + (intercept - vmin) / slope) * (slope * scale)``, whose shift is exact for
+    integer calibrations; the same with a nudge of +-2^-13 (8-bit values exactly half-way, which
+    float64 rounds to one side, then round to that side as well); and for slope 1 the exact
+    ``(code + intercept - vmin) * 255 / (vmax - vmin)``.
+    """
+    values, work = codes.astype(np.float32), np.empty(codes.shape, dtype=np.float32)
+    zero, one, nudge = np.float32(0), np.float32(1), np.float32(2.0**-13)
+    shift, gain = (intercept - vmin) / slope, slope * scale
+    candidates = [(zero, a, b, one) for a in _neighbours(gain) for b in _neighbours((intercept - vmin) * scale)]
+    candidates += [(c, a, b, one) for b in (zero, -nudge, nudge) for c in _neighbours(shift) for a in _neighbours(gain)]
+    if slope == 1.0:
+        candidates.append((np.float32(shift), np.float32(255), zero, np.float32(255.0 / scale)))
+    for form in candidates:
+        np.copyto(work, values)
+        if np.array_equal(_apply_float32_form(work, form), table):
+            return form
+    return None
+
+
 def _seed_column_sums(ct: CTVolume) -> np.ndarray:
     """Square slices: sums over anterior-posterior of the 8-bit slices, an (nx, nz) int array.
 
@@ -56,20 +110,33 @@ def _seed_column_sums(ct: CTVolume) -> np.ndarray:
     are sums along y. Calibrated volumes are scaled to 8 bits over their calibrated values
     ``v = stored * slope + intercept`` (float64, as nibabel computes them), so a scaled NIfTI
     gives the very image its float64 HU would. 8- and 16-bit volumes go through a lookup table
-    over every stored code computed with that formula (same values, one gather per voxel).
+    over every stored code computed with that formula; where float32 arithmetic reproduces the
+    table on every code the volume holds, that arithmetic replaces the lookup. Sums of 8-bit
+    values over at most 65,793 voxels are exact in float32.
     """
     voxels = ct.voxels
+    exact_in_float32 = voxels.shape[1] * 255 <= FLOAT32_EXACT_INTEGERS
     if voxels.dtype == np.uint8 and not ct.is_hounsfield:
+        if exact_in_float32:
+            return reduce_ap(voxels, _as_float32, np.float32).astype(np.int64)
         return reduce_ap(voxels, lambda part, _: part, np.int64)
     slope, intercept = ct.value_slope, ct.value_intercept
-    low, high = (_calibrated(np.asarray([voxels.min(), voxels.max()]), slope, intercept))
+    stored_low, stored_high = voxels.min(), voxels.max()
+    low, high = (_calibrated(np.asarray([stored_low, stored_high]), slope, intercept))
     # The calibration is monotonic (and so is its rounding): the extremes come from the stored ones.
-    to_uint8 = _uint8_scaling(float(min(low, high)), float(max(low, high)))
+    vmin, vmax = float(min(low, high)), float(max(low, high))
+    to_uint8 = _uint8_scaling(vmin, vmax)
     if voxels.dtype.kind in "iu" and voxels.dtype.itemsize <= 2:
         unsigned = np.dtype(f"u{voxels.dtype.itemsize}")
         codes = np.arange(2 ** (8 * voxels.dtype.itemsize), dtype=unsigned).view(voxels.dtype)
         table = to_uint8(_calibrated(codes, slope, intercept))  # table[stored bits] = 8-bit value
-        return reduce_ap(voxels, lambda part, _: table[part.view(unsigned)], np.int64)
+        present = np.arange(int(stored_low), int(stored_high) + 1).astype(voxels.dtype)
+        scale = 255.0 / (vmax - vmin) if vmax > vmin else 0.0
+        form = _float32_form(table[present.view(unsigned)], present, slope, intercept, vmin, scale)
+        if form is not None and exact_in_float32:
+            return reduce_ap(voxels, lambda part, scratch: _apply_float32_form(_as_float32(part, scratch), form),
+                             np.float32).astype(np.int64)
+        return reduce_ap(voxels, lambda part, _: np.take(table, part.view(unsigned)), np.int64)
     return reduce_ap(voxels, lambda part, _: to_uint8(_calibrated(part, slope, intercept)), np.int64)
 
 
