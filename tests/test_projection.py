@@ -306,3 +306,14 @@ def test_seed_sums_equal_the_published_scaling_for_every_calibration(monkeypatch
         assert all(form is None for form in used)
     else:  # the fast form is taken where it is exact, and refused where float32 would differ
         assert sum(form is not None for form in used) >= len(used) // 2 and None in used
+
+
+def test_a_forked_worker_projects_after_its_parent_did():
+    """datasets' num_proc workers are forked: the projector's threads must not be inherited dead."""
+    import multiprocessing
+
+    phantom = chest_phantom(1, shape=(96, 80, 60))
+    expected = line_integral_mm(phantom.hu, 0.7, 0.0206)  # starts the parent's thread pool
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        result = pool.apply_async(line_integral_mm, (phantom.hu, 0.7, 0.0206))
+        assert np.array_equal(result.get(timeout=60), expected)

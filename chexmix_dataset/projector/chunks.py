@@ -91,6 +91,12 @@ def _pool(threads: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(threads, thread_name_prefix="chexmix-projector")
 
 
+# A forked child (datasets' num_proc workers) inherits the pool but none of its threads: work
+# sent to it would wait forever. The child starts its own.
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_pool.cache_clear)
+
+
 def _in_threads(work: Callable[[list], np.ndarray], items: list) -> list[np.ndarray]:
     threads = min(thread_count(), len(items))
     if threads <= 1:
