@@ -14,7 +14,7 @@ from scipy import ndimage
 
 from chexmix_dataset.ct.volume import CTVolume, load_ct
 from chexmix_dataset.errors import ChexmixInputError
-from chexmix_dataset.phantoms import chest_phantom
+from chexmix_dataset.phantoms import chest_phantom, write_phantom_nifti
 from chexmix_dataset.projector import (
     MU_WATER_60KEV_PER_MM,
     ProjectorOptions,
@@ -317,3 +317,18 @@ def test_a_forked_worker_projects_after_its_parent_did():
     with multiprocessing.get_context("fork").Pool(1) as pool:
         result = pool.apply_async(line_integral_mm, (phantom.hu, 0.7, 0.0206))
         assert np.array_equal(result.get(timeout=60), expected)
+
+
+def test_projector_threads_follow_the_environment_and_refuse_nonsense(monkeypatch, tmp_path, capsys):
+    from chexmix_dataset.cli import main
+    from chexmix_dataset.projector import chunks
+
+    monkeypatch.setenv("CHEXMIX_PROJECTOR_THREADS", "3")
+    assert chunks.thread_count() == 3
+    monkeypatch.setenv("CHEXMIX_PROJECTOR_THREADS", "two")
+    ct, mask = tmp_path / "ct.nii.gz", tmp_path / "mask.nii.gz"
+    write_phantom_nifti(chest_phantom(0, (48, 40, 24)), ct, mask)
+    assert main(["project", str(ct), str(mask), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "CHEXMIX_PROJECTOR_THREADS must be a whole number >= 1, got 'two'" in err[0]
+    assert not (tmp_path / "out").exists()

@@ -3,7 +3,8 @@
 A projection reads every voxel once; the per-voxel work (clipping at -1000 HU, an 8-bit lookup)
 runs on chunks of about 256 k voxels that stay in the CPU cache, so no float copy of the volume is
 ever made. numpy releases the GIL inside its loops, so threads working on disjoint chunks use
-every core the process may run on (``os.sched_getaffinity``), at most :data:`MAX_THREADS`.
+every core the process may run on (``os.sched_getaffinity``), at most :data:`MAX_THREADS`, or
+as many as the environment variable ``CHEXMIX_PROJECTOR_THREADS`` says (1 for none).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 
 import numpy as np
+
+from chexmix_dataset.errors import ChexmixInputError
 
 # Chunks of about 256 k voxels: temporaries stay in the CPU cache and never near the volume's size.
 CHUNK_VOXELS = 1 << 18
@@ -81,9 +84,18 @@ def chunks(volume: np.ndarray) -> Iterator[tuple[int, int, tuple[slice, slice, s
         yield axis, start, tuple(index)  # type: ignore[misc]
 
 
+THREADS_VARIABLE = "CHEXMIX_PROJECTOR_THREADS"
+
+
 def thread_count() -> int:
-    return max(1, min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1,
-                      MAX_THREADS))
+    """Threads a projection uses: ``CHEXMIX_PROJECTOR_THREADS`` if set, else the usable cores (at most 8)."""
+    raw = os.environ.get(THREADS_VARIABLE)
+    if raw is not None:
+        if not raw.strip().isdigit() or int(raw) < 1:
+            raise ChexmixInputError(f"{THREADS_VARIABLE} must be a whole number >= 1, got {raw!r}")
+        return int(raw)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(cores, MAX_THREADS))
 
 
 @lru_cache(maxsize=1)
