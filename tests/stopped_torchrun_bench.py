@@ -14,7 +14,7 @@ import signal
 import sys
 import time
 
-import benchmark.runs as runs
+from benchmark import runs
 from chexmix_dataset.cli import main
 
 STOP_AT = int(sys.argv[1])
