@@ -13,11 +13,14 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 import torch.nn.functional as F
+from safetensors.torch import load_file
 
 from baselines.base import LesionModel, adamw
 from benchmark import ddp
+from benchmark.checkpoints import LAST, read_checkpoint
 from benchmark.data import EpochSampler, collate
 from benchmark.train import make_scaler, make_scheduler, train_one_epoch
+from chexmix_dataset.cli import main
 from chexmix_dataset.errors import ChexmixInputError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -184,23 +187,80 @@ def test_an_uneven_share_of_the_batch_is_refused(monkeypatch) -> None:
         ddp.per_process_batch(3)
 
 
-def _bench(out: Path, *launcher: str) -> dict:
-    env = {**os.environ, "GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1"}
-    command = [*launcher, "--config", "sample", "--models", "unet", "--image-size", "64", "--epochs", "1",
-               "--batch-size", "2", "--out", str(out)]
-    completed = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+BENCH_ARGS = ("--config", "sample", "--image-size", "64", "--epochs", "2", "--batch-size", "2")
+#: The U-Net, compared with one process; Mask R-CNN, stopped and resumed (each process draws its
+#: own RPN and ROI samples, from (seed, epoch, rank): what a resumed process must draw again).
+TWO_MODELS = "unet,mask_rcnn:resnet18"
+
+
+def _torchrun(*arguments: str) -> list[str]:
+    return [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node", "2",
+            "--master-addr", "127.0.0.1", "--master-port", str(_free_port()), *arguments]
+
+
+def _launch(out: Path, models: str, *launcher: str, extra: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    # PYTHONPATH: a launched script (not -m) imports this checkout's packages too.
+    env = {**os.environ, "GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    command = [*launcher, *BENCH_ARGS, "--models", models, "--out", str(out), *extra]
+    return subprocess.run(command, check=False, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+
+
+def _bench(out: Path, models: str, *launcher: str, extra: tuple[str, ...] = ()) -> list[dict]:
+    completed = _launch(out, models, *launcher, extra=extra)
     assert completed.returncode == 0, completed.stderr[-2000:]
-    return json.loads((out / "results.json").read_text())["runs"][0]
+    return json.loads((out / "results.json").read_text())["runs"]
 
 
-def test_torchrun_bench_on_two_cpu_processes_matches_one_process(tmp_path: Path) -> None:
-    one = _bench(tmp_path / "one", sys.executable, "-m", "benchmark")
-    two = _bench(tmp_path / "two", sys.executable, "-m", "torch.distributed.run", "--nnodes", "1",
-                 "--nproc-per-node", "2", "--master-addr", "127.0.0.1", "--master-port", str(_free_port()),
-                 "-m", "benchmark")
+@pytest.fixture(scope="module")
+def two_process_runs(tmp_path_factory) -> tuple[Path, list[dict]]:
+    """An uninterrupted 2-process torchrun bench of both models: its --out and its runs."""
+    out = tmp_path_factory.mktemp("torchrun") / "uninterrupted"
+    return out, _bench(out, TWO_MODELS, *_torchrun("-m", "benchmark"))
+
+
+def test_torchrun_bench_on_two_cpu_processes_matches_one_process(tmp_path: Path, two_process_runs) -> None:
+    (one,) = _bench(tmp_path / "one", "unet", sys.executable, "-m", "benchmark")
+    out, (two, _) = two_process_runs
+    assert two["model"] == "unet"
     assert (one["processes"], two["processes"]) == (1, 2)
     assert (two["train_images"], two["test_images"]) == (one["train_images"], one["test_images"])
     # Batch norm and the U-Net's batch soft Dice see one image per process instead of two: close,
     # not equal (the exact equality is checked above on a model without batch statistics).
     assert two["train_loss"][0] == pytest.approx(one["train_loss"][0], rel=0.02)
-    assert len(list((tmp_path / "two" / "runs").rglob("last.pt"))) == 1
+    assert len(list((out / "runs").rglob("last.pt"))) == 2
+
+
+def test_a_torchrun_bench_stopped_and_resumed_on_two_processes_matches_the_uninterrupted_one(
+        tmp_path: Path, two_process_runs, monkeypatch, capsys) -> None:
+    straight_out, (_, straight) = two_process_runs
+    model = straight["model"]
+    out = tmp_path / "stopped"
+    stopped = _launch(out, model, *_torchrun(str(REPO / "tests" / "stopped_torchrun_bench.py"), "2"))
+    assert stopped.returncode != 0
+    assert stopped.stderr.count("chexmix bench: terminated by SIGTERM; no partial output left") == 2, stopped.stderr[-2000:]
+    run_dir = out / "runs" / "sample-60-40-aug" / "mask_rcnn-resnet18" / "seed0"
+    assert read_checkpoint(run_dir / LAST)["epoch"] == 1  # one step into epoch 2
+    assert not (out / "results.json").exists() and not (run_dir / "model").exists()
+    assert not list(out.rglob("*.partial"))
+
+    # One process cannot resume what two trained (the batches, batch statistics and sampling differ).
+    before = {path: path.read_bytes() for path in out.rglob("*") if path.is_file()}
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    code = main(["bench", *BENCH_ARGS, "--models", model, "--out", str(out), "--weights", "last"])
+    error = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(error) == 1, error
+    assert error[0].startswith(f"chexmix bench: error: {run_dir / LAST}: --weights last cannot resume this run")
+    assert "processes 2 (now 1)" in error[0]
+    assert {path: path.read_bytes() for path in out.rglob("*") if path.is_file()} == before
+
+    (resumed,) = _bench(out, model, *_torchrun("-m", "benchmark"), extra=("--weights", "last"))
+    assert (straight["weights"], resumed["weights"]) == ("none", "last")
+    # All else exactly, from the per-epoch losses and validation scores to every test image's scores:
+    # each process restores the weights, optimizer, schedule, sampler epoch and its random stream,
+    # and with one thread per CPU process (and sums of two gradients) the arithmetic is the same.
+    assert {k: v for k, v in resumed.items() if k != "weights"} == {k: v for k, v in straight.items() if k != "weights"}
+    scored = load_file(str(run_dir / "model" / "model.safetensors"))
+    reference = load_file(str(straight_out / run_dir.relative_to(out) / "model" / "model.safetensors"))
+    assert scored.keys() == reference.keys()
+    assert all(torch.equal(scored[name], reference[name]) for name in reference)
