@@ -9,6 +9,7 @@ as many as the environment variable ``CHEXMIX_PROJECTOR_THREADS`` says (1 for no
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -29,11 +30,11 @@ class Scratch:
     """One thread's reusable buffer: a fresh temporary per chunk would cost page faults."""
 
     def __init__(self) -> None:
-        self._buffers: dict[np.dtype, np.ndarray] = {}
+        self._buffers: dict[object, np.ndarray] = {}
 
     def array(self, shape: tuple[int, ...], dtype) -> np.ndarray:
         dtype = np.dtype(dtype)
-        size = int(np.prod(shape))
+        size = math.prod(shape)
         buffer = self._buffers.get(dtype)
         if buffer is None or buffer.size < size:
             buffer = self._buffers[dtype] = np.empty(size, dtype=dtype)
@@ -43,19 +44,27 @@ class Scratch:
         """A buffer of ``part``'s shape laid out in ``part``'s memory order, so copying into it streams."""
         order = _slowest_first(part)
         buffer = self.array(tuple(part.shape[axis] for axis in order), dtype)
-        return buffer.transpose(np.argsort(order))
+        return buffer.transpose([order.index(axis) for axis in range(part.ndim)])
+
+    def ones(self, length: int) -> np.ndarray:
+        """float32 ones of ``length``, kept: the summing vector of every chunk."""
+        ones = self._buffers.get("ones")
+        if ones is None or ones.size != length:
+            ones = self._buffers["ones"] = np.ones(length, dtype=np.float32)
+        return ones
 
 
 def _slowest_first(array: np.ndarray) -> list[int]:
-    return [int(axis) for axis in np.argsort([-abs(stride) for stride in array.strides], kind="stable")]
+    """Axes from the largest stride to the smallest (Python's sort is stable, and cheap on 3 axes)."""
+    return sorted(range(array.ndim), key=lambda axis: -abs(array.strides[axis]))
 
 
-def _sum_y_float32(values: np.ndarray) -> np.ndarray:
+def _sum_y_float32(values: np.ndarray, scratch: Scratch) -> np.ndarray:
     """``values.sum(axis=1)`` for a float32 chunk laid out by :meth:`Scratch.like`, as one BLAS
     matrix-vector product (numpy's strided reduction is about twice as slow)."""
     order = _slowest_first(values)
     laid_out = values.transpose(order)  # C-contiguous
-    ones = np.ones(values.shape[1], dtype=np.float32)
+    ones = scratch.ones(values.shape[1])
     at = order.index(1)
     if at == 0:
         sums = (ones @ laid_out.reshape(laid_out.shape[0], -1)).reshape(laid_out.shape[1:])
@@ -132,7 +141,7 @@ def reduce_ap(volume: np.ndarray, transform: Transform, out_dtype, reduction: np
         for axis, start, index in share:
             values = transform(volume[index], scratch)
             if reduction is np.add and values.dtype == out_dtype == np.float32:
-                part = _sum_y_float32(values)
+                part = _sum_y_float32(values, scratch)
             else:
                 part = reduction.reduce(values, axis=1, dtype=out_dtype)
             if axis == 1:
