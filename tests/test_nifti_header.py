@@ -77,15 +77,16 @@ def test_plain_headers_are_read_without_nibabel_exactly_as_nibabel_reads_them(tm
         assert (slope, intercept) == pytest.approx(expected[2:], rel=0, abs=0), path.name
 
 
-def edit_header(path: Path, edit) -> Path:
+def edit_header(path: Path, edit, prefix: str = "edited_") -> Path:
     image = nib.load(str(path))
     header = image.header.copy()
+    header["vox_offset"] = 352  # a loaded header says 0 (nibabel sets it when saving)
     edit(header)
-    out = path.with_name("edited_" + path.name)
+    out = path.with_name(prefix + path.name)
     # Write the raw header block as is: nibabel would repair these fields when saving an image.
     block = header.binaryblock
     voxels = np.asanyarray(image.dataobj.get_unscaled()).astype(header.get_data_dtype()).tobytes(order="F")
-    raw = block + b"\x00" * (int(header["vox_offset"]) - len(block)) + voxels
+    raw = block + b"\x00" * max(int(header["vox_offset"]) - len(block), 4) + voxels
     out.write_bytes(raw)
     return out
 
@@ -100,6 +101,8 @@ def test_other_headers_fall_back_to_nibabel_and_agree_with_it(tmp_path, name, ed
     image = nib.Nifti1Image(np.arange(60, dtype=np.int16).reshape(5, 4, 3), np.diag([0.7, 0.8, 2.5, 1.0]))
     image.header.set_qform(np.diag([0.7, 0.8, 2.5, 1.0]), code=1)
     nib.save(image, str(tmp_path / "ct.nii"))
+    unedited = edit_header(tmp_path / "ct.nii", lambda h: None, prefix="unedited_")
+    assert plain_header(unedited.read_bytes()[:HEADER_BYTES]) is not None  # so the edit is what refuses it
     path = edit_header(tmp_path / "ct.nii", edit)
     assert plain_header(path.read_bytes()[:HEADER_BYTES]) is None, name
     data, affine, *scale = nifti.read_nifti_stored(path)
@@ -184,3 +187,50 @@ def test_chexmix_project_on_a_plain_ct_imports_neither_nibabel_nor_scipy(tmp_pat
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert done.stdout.split("\n")[-2] == "0 []", done.stdout + done.stderr
     assert (tmp_path / "out" / "instances.json").exists()
+
+
+@pytest.mark.parametrize("name, edit, expected", [
+    ("voxels inside the header", lambda h: h.__setitem__("vox_offset", 200), "truncated or corrupt"),
+    ("infinite intercept", lambda h: (h.__setitem__("scl_slope", 2.0), h.__setitem__("scl_inter", np.inf)),
+     "truncated or corrupt"),
+    ("a header claiming 64 TiB", lambda h: h["dim"].__setitem__(slice(1, 4), 32767), "header needs"),
+    ("a header claiming more voxels than the file holds", lambda h: h["dim"].__setitem__(3, 300), "needs"),
+])
+def test_headers_nibabel_rejects_or_that_lie_are_one_clear_error(tmp_path, name, edit, expected):
+    image = nib.Nifti1Image(np.zeros((6, 5, 4), np.int16), np.diag([0.7, 0.8, 2.5, 1.0]))
+    nib.save(image, str(tmp_path / "ct.nii"))
+    path = edit_header(tmp_path / "ct.nii", edit)
+    with pytest.raises(nifti.ChexmixInputError, match=expected):
+        nifti.read_nifti_stored(path)
+
+
+def test_a_gzipped_header_claiming_64_tib_is_refused_before_allocating(tmp_path):
+    import gzip
+
+    image = nib.Nifti1Image(np.zeros((6, 5, 4), np.int16), np.diag([0.7, 0.8, 2.5, 1.0]))
+    nib.save(image, str(tmp_path / "ct.nii"))
+    raw = edit_header(tmp_path / "ct.nii", lambda h: h["dim"].__setitem__(slice(1, 4), 32767)).read_bytes()
+    path = tmp_path / "huge.nii.gz"
+    path.write_bytes(gzip.compress(raw))
+    with pytest.raises(nifti.ChexmixInputError, match="GiB of voxels"):
+        nifti.read_nifti_stored(path)
+
+
+@pytest.mark.parametrize("srow", ["zeros", "rank two", "nan"])
+def test_a_mask_with_a_degenerate_affine_is_one_clear_error(tmp_path, srow):
+    from chexmix_dataset.ct.volume import load_ct
+
+    ct = nib.Nifti1Image(np.zeros((6, 5, 4), np.int16), np.diag([0.7, 0.8, 2.5, 1.0]))
+    nib.save(ct, str(tmp_path / "ct.nii"))
+    affine = {"zeros": np.zeros((4, 4)), "rank two": np.diag([0.7, 0.8, 0.0, 1.0]),
+              "nan": np.full((4, 4), np.nan)}[srow]
+    mask = nib.Nifti1Image(np.zeros((6, 5, 4), np.uint8), None)
+    mask.header.set_sform(affine if srow != "nan" else np.eye(4), code=1)
+    nib.save(mask, str(tmp_path / "mask.nii"))
+    path = tmp_path / "mask.nii"
+    if srow == "nan":  # nibabel will not write a NaN sform: set the stored floats directly
+        raw = bytearray(path.read_bytes())
+        raw[280:328] = np.full(12, np.nan, "<f4").tobytes()
+        path.write_bytes(bytes(raw))
+    with pytest.raises(nifti.ChexmixInputError, match="lesion mask geometry"):
+        load_ct(tmp_path / "ct.nii", path)

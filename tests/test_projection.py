@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tracemalloc
 from pathlib import Path
 
@@ -332,3 +333,37 @@ def test_projector_threads_follow_the_environment_and_refuse_nonsense(monkeypatc
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "CHEXMIX_PROJECTOR_THREADS must be a whole number >= 1, got 'two'" in err[0]
     assert not (tmp_path / "out").exists()
+
+
+def test_build_workers_share_the_cores_and_a_set_thread_count_wins(monkeypatch):
+    from chexmix_dataset.projector import chunks
+
+    monkeypatch.delenv("CHEXMIX_PROJECTOR_THREADS", raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    with chunks.threads_per_process(3):
+        assert chunks.thread_count() == 2  # 8 cores, 3 worker processes
+    assert "CHEXMIX_PROJECTOR_THREADS" not in os.environ and chunks.thread_count() == 8
+    with chunks.threads_per_process(1):
+        assert chunks.thread_count() == 8
+    monkeypatch.setenv("CHEXMIX_PROJECTOR_THREADS", "5")
+    with chunks.threads_per_process(4):
+        assert chunks.thread_count() == 5
+
+
+@pytest.mark.parametrize("dtype", [np.int16, np.uint8])
+def test_seed_projects_a_constant_volume(dtype):
+    ct = CTVolume(np.full((32, 32, 20), 100, dtype), (1.0, 1.0, 2.0), np.diag([1.0, 1.0, 2.0, 1.0]), None,
+                  dtype != np.uint8, "constant")
+    image = project_volume(ct, ProjectorOptions(mode="seed")).image
+    # HU are min-max scaled to 8 bits: one value gives 0 everywhere. 8-bit slices are summed as
+    # read, and the published display stretches the uniform sums to 255.
+    assert image.shape[1] == 32 and np.all(image == (0 if dtype == np.int16 else 255))
+
+
+def test_projector_threads_refuse_a_non_ascii_digit(monkeypatch):
+    from chexmix_dataset.errors import ChexmixInputError
+    from chexmix_dataset.projector import chunks
+
+    monkeypatch.setenv("CHEXMIX_PROJECTOR_THREADS", "\u00b2")
+    with pytest.raises(ChexmixInputError, match="whole number"):
+        chunks.thread_count()

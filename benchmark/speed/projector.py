@@ -2,8 +2,9 @@
 
 The floor is one ``numpy.sum`` over the same int16 volume: the memory traffic any projector
 must pay. The projector sums on every usable core (``CHEXMIX_PROJECTOR_THREADS``), the floor on
-one, so physics is also timed on one thread. Targets (issue 11), printed PASS/FAIL: ``physics`` with lesions and ``seed`` each within
-2x of the floor (the loop is only ~150x the floor on a 2-core CPU, so "300x the loop" cannot be met).
+one, so both modes are also timed on one thread. Targets (issue 11), printed PASS/FAIL for both:
+``physics`` with lesions and ``seed`` each within 2x of the floor (the loop is only ~150x the
+floor on a 2-core CPU, so "300x the loop" cannot be met).
 """
 
 from __future__ import annotations
@@ -49,10 +50,13 @@ def run(args: argparse.Namespace) -> int:
     seed = best_of(args.repeats, lambda: project_volume(ct, ProjectorOptions(mode="seed")))
     physics = best_of(args.repeats, lambda: project_volume(ct, ProjectorOptions(mode="physics")))
     threads = chunks.thread_count()
+    counted = chunks.thread_count
     chunks.thread_count = lambda: 1
-    physics_one_thread = best_of(args.repeats, lambda: project_volume(ct, ProjectorOptions(mode="physics")))
-    seed_one_thread = best_of(args.repeats, lambda: project_volume(ct, ProjectorOptions(mode="seed")))
-    chunks.thread_count = lambda: threads
+    try:
+        physics_one_thread = best_of(args.repeats, lambda: project_volume(ct, ProjectorOptions(mode="physics")))
+        seed_one_thread = best_of(args.repeats, lambda: project_volume(ct, ProjectorOptions(mode="seed")))
+    finally:
+        chunks.thread_count = counted
     cone = best_of(args.repeats, lambda: project_volume(ct, ProjectorOptions(geometry="cone")))
     no_lesions = CTVolume(phantom.hu, phantom.spacing_mm, phantom.affine, None, True, "phantom")
     physics_image = best_of(args.repeats, lambda: project_volume(no_lesions, ProjectorOptions(mode="physics")))
@@ -91,10 +95,13 @@ def run(args: argparse.Namespace) -> int:
         {"method": "floor: numpy.sum(volume)", "seconds": f"{floor:.4f}", "x floor": "1.00", "speed-up vs loop": ""},
     ]
     print_table(rows, ["method", "seconds", "x floor", "speed-up vs loop"])
-    targets = [  # issue 11: the published loop is only ~150x the floor here, so seed is judged against the floor
-        ("physics (image + lesions) <= 2x the floor", physics / floor <= 2.0, f"{physics / floor:.2f}x"),
-        ("seed (image + lesions) <= 2x the floor", seed / floor <= 2.0, f"{seed / floor:.2f}x"),
+    # Issue 11's targets, on the projector as it runs (all cores) and on one thread like the floor.
+    targets = [
+        (f"physics (image + lesions), {threads} thread(s), <= 2x the one-thread floor", physics / floor),
+        ("physics (image + lesions), 1 thread, <= 2x the floor", physics_one_thread / floor),
+        (f"seed (image + lesions), {threads} thread(s), <= 2x the one-thread floor", seed / floor),
+        ("seed (image + lesions), 1 thread, <= 2x the floor", seed_one_thread / floor),
     ]
-    for name, ok, value in targets:
-        print(f"{'PASS' if ok else 'FAIL'}  {name}: {value}")
+    for name, ratio in targets:
+        print(f"{'PASS' if ratio <= 2.0 else 'FAIL'}  {name}: {ratio:.2f}x")
     return 0

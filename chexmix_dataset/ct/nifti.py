@@ -29,7 +29,7 @@ except ImportError:  # isal left out (installed without dependencies): the stand
     gzip_reader = gzip
     _inflate_error = zlib.error
 
-_READ_ERRORS = (EOFError, zlib.error, _inflate_error, OSError, ValueError)
+_READ_ERRORS = (EOFError, zlib.error, _inflate_error, OSError, ValueError, MemoryError)
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 
@@ -45,6 +45,9 @@ def _check_finite(array: np.ndarray, path: str | os.PathLike, what: str) -> None
 
 
 _READ_CHUNK_BYTES = 1 << 20
+# Far above any CT (a 1024^2 x 4000 int16 volume is 8 GiB): a header claiming more is corrupt,
+# and allocating first would fail with MemoryError instead of naming the file.
+_MAX_VOXEL_BYTES = 64 << 30
 
 
 def _open(path: Path) -> BinaryIO:
@@ -57,7 +60,10 @@ def _read_voxels(handle: BinaryIO, skip: int, dtype: np.dtype, shape: tuple[int,
     nibabel's gzip read holds the decompressed bytes twice at its peak; reading 1 MiB at a time
     into the array keeps the peak at the volume's size.
     """
-    out = np.empty(int(np.prod(shape, dtype=np.int64)), dtype=dtype.newbyteorder("="))
+    count = int(np.prod(shape, dtype=np.int64))
+    if count * dtype.itemsize > _MAX_VOXEL_BYTES:
+        raise ValueError(f"header claims {count * dtype.itemsize / 2**30:.0f} GiB of voxels {shape}")
+    out = np.empty(count, dtype=dtype.newbyteorder("="))
     buffer = memoryview(out.view(np.uint8))
     if skip:
         handle.seek(skip, os.SEEK_CUR)
@@ -78,6 +84,11 @@ def _read_plain(path: Path) -> tuple[np.ndarray, np.ndarray, float, float] | Non
         header: NiftiHeader | None = plain_header(handle.read(HEADER_BYTES))
         if header is None:
             return None
+        if not str(path).lower().endswith(".gz"):
+            needed = header.voxel_offset + int(np.prod(header.shape, dtype=np.int64)) * header.dtype.itemsize
+            size = os.fstat(handle.fileno()).st_size
+            if size < needed:
+                raise EOFError(f"header needs {needed} bytes, the file has {size}")
         data = _read_voxels(handle, header.voxel_offset - HEADER_BYTES, header.dtype, header.shape)
     return data, header.affine, header.slope, header.intercept
 
@@ -96,7 +107,7 @@ def _read_with_nibabel(path: Path) -> tuple[np.ndarray, np.ndarray, float, float
         else:
             data = np.asanyarray(proxy.get_unscaled())
         return data, np.asarray(image.affine, dtype=np.float64), float(proxy.slope), float(proxy.inter)
-    except nib.filebasedimages.ImageFileError as exc:
+    except (nib.filebasedimages.ImageFileError, nib.spatialimages.HeaderDataError) as exc:
         raise ValueError(first_line(exc)) from None
 
 

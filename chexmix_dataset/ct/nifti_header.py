@@ -2,8 +2,8 @@
 
 ``chexmix project`` spends about 0.45 s importing nibabel, a third of a whole projection. A CT
 written by dcm2niix, ITK, SimpleITK or nibabel has a plain header: magic ``n+1``, valid
-datatype, positive voxel sizes, qfac of +-1, known transform codes and a voxel offset inside
-the file. :func:`plain_header` reads exactly those and gives what nibabel gives for them (shape,
+datatype, positive voxel sizes, qfac of +-1, known transform codes and a voxel offset past
+the header. :func:`plain_header` reads exactly those and gives what nibabel gives for them (shape,
 dtype, voxel offset, scaling and ``image.affine``, checked against nibabel in the tests);
 anything else returns ``None`` and the caller reads the file with nibabel, which knows how to
 repair or reject it.
@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import struct
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -43,7 +44,7 @@ class NiftiHeader:
     affine: np.ndarray
 
 
-def _fields(block: bytes, endian: str) -> dict[str, object]:
+def _fields(block: bytes, endian: str) -> dict[str, Any]:
     def unpack(fmt: str, at: int) -> tuple:
         return struct.unpack_from(endian + fmt, block, at)
 

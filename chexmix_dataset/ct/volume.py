@@ -282,6 +282,17 @@ def _labels_from(mask: np.ndarray, path: str | os.PathLike) -> np.ndarray:
     return mask if mask.dtype == np.uint8 else mask.astype(np.uint8)
 
 
+def _check_geometry(affine: np.ndarray, what: str, path: str | os.PathLike) -> None:
+    """Refuse affines without a positive size on every voxel axis (zero, NaN or degenerate)."""
+    stored_spacing = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
+    if not (np.all(np.isfinite(affine)) and np.all(stored_spacing > 1e-6)
+            and abs(np.linalg.det(affine[:3, :3])) >= 1e-9):
+        raise ChexmixInputError(
+            f"{what} geometry gives voxel sizes {np.round(stored_spacing, 6).tolist()} mm (or a degenerate affine); "
+            "every voxel size must be positive", path,
+        )
+
+
 def load_ct(
     ct_path: str | os.PathLike,
     mask_path: str | os.PathLike | None = None,
@@ -320,12 +331,7 @@ def load_ct(
         raise ChexmixInputError(f"unknown slice order {slice_order!r} ({' or '.join(SLICE_ORDERS)})")
     ct = _read_any(ct_path, "CT", slice_spacing_mm, slice_order, slice_hu_intercept)
     _check_ct_dtype(ct, ct_path)
-    stored_spacing = np.sqrt((ct.affine[:3, :3] ** 2).sum(axis=0))
-    if not np.all(stored_spacing > 1e-6) or abs(np.linalg.det(ct.affine[:3, :3])) < 1e-9:
-        raise ChexmixInputError(
-            f"CT geometry gives voxel sizes {np.round(stored_spacing, 6).tolist()} mm (or a degenerate affine); "
-            "every voxel size must be positive", ct_path,
-        )
+    _check_geometry(ct.affine, "CT", ct_path)
     voxels, affine = to_ras(ct.data, ct.affine)
     spacing = tuple(float(s) for s in np.sqrt((affine[:3, :3] ** 2).sum(axis=0)))
     labels = None
@@ -336,6 +342,7 @@ def load_ct(
                 f"a folder of mask slice images carries no geometry and cannot be matched to a {ct.kind} CT; "
                 "give the mask as NIfTI on the CT's grid", mask_path,
             )
+        _check_geometry(mask.affine, "lesion mask", mask_path)
         values = mask.data if (mask.slope, mask.intercept) == (1.0, 0.0) else mask.data * mask.slope + mask.intercept
         labels, mask_affine = to_ras(_labels_from(values, mask_path), mask.affine)
         if labels.shape != voxels.shape:

@@ -54,6 +54,8 @@ def outline(mask: np.ndarray, thickness_px: int = 1) -> np.ndarray:
 
     Pixels on the image border count as edge, so a lesion cut by the border is outlined there too.
     """
+    if thickness_px < 1:
+        raise ValueError(f"outline thickness must be at least 1 px, got {thickness_px}")
     mask = mask.astype(bool)
     # Erosion by the 4-neighbour cross, outside the image counting as background (scipy's
     # binary_erosion with border_value=0), in numpy: outlines are drawn by `chexmix project`,

@@ -13,9 +13,11 @@ import math
 import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from functools import lru_cache
 
 import numpy as np
+import numpy.typing as npt
 
 from chexmix_dataset.errors import ChexmixInputError
 
@@ -30,9 +32,10 @@ class Scratch:
     """One thread's reusable buffer: a fresh temporary per chunk would cost page faults."""
 
     def __init__(self) -> None:
-        self._buffers: dict[object, np.ndarray] = {}
+        self._buffers: dict[np.dtype, np.ndarray] = {}
+        self._ones = np.ones(0, dtype=np.float32)
 
-    def array(self, shape: tuple[int, ...], dtype) -> np.ndarray:
+    def array(self, shape: tuple[int, ...], dtype: npt.DTypeLike) -> np.ndarray:
         dtype = np.dtype(dtype)
         size = math.prod(shape)
         buffer = self._buffers.get(dtype)
@@ -40,7 +43,7 @@ class Scratch:
             buffer = self._buffers[dtype] = np.empty(size, dtype=dtype)
         return buffer[:size].reshape(shape)
 
-    def like(self, part: np.ndarray, dtype) -> np.ndarray:
+    def like(self, part: np.ndarray, dtype: npt.DTypeLike) -> np.ndarray:
         """A buffer of ``part``'s shape laid out in ``part``'s memory order, so copying into it streams."""
         order = _slowest_first(part)
         buffer = self.array(tuple(part.shape[axis] for axis in order), dtype)
@@ -48,10 +51,9 @@ class Scratch:
 
     def ones(self, length: int) -> np.ndarray:
         """float32 ones of ``length``, kept: the summing vector of every chunk."""
-        ones = self._buffers.get("ones")
-        if ones is None or ones.size != length:
-            ones = self._buffers["ones"] = np.ones(length, dtype=np.float32)
-        return ones
+        if self._ones.size != length:
+            self._ones = np.ones(length, dtype=np.float32)
+        return self._ones
 
 
 def _slowest_first(array: np.ndarray) -> list[int]:
@@ -77,9 +79,10 @@ def _sum_y_float32(values: np.ndarray, scratch: Scratch) -> np.ndarray:
 
 
 Transform = Callable[[np.ndarray, Scratch], np.ndarray]
+Chunk = tuple[int, int, tuple[slice, slice, slice]]  # (axis cut, first index along it, index)
 
 
-def chunks(volume: np.ndarray) -> Iterator[tuple[int, int, tuple[slice, slice, slice]]]:
+def chunk_slices(volume: np.ndarray) -> Iterator[Chunk]:
     """(axis, start, index) of cache-sized chunks cut along the axis with the largest stride.
 
     Cutting along the slowest axis keeps each chunk one contiguous block of memory.
@@ -100,11 +103,25 @@ def thread_count() -> int:
     """Threads a projection uses: ``CHEXMIX_PROJECTOR_THREADS`` if set, else the usable cores (at most 8)."""
     raw = os.environ.get(THREADS_VARIABLE)
     if raw is not None:
-        if not raw.strip().isdigit() or int(raw) < 1:
+        if not (raw.strip().isascii() and raw.strip().isdigit()) or int(raw) < 1:
             raise ChexmixInputError(f"{THREADS_VARIABLE} must be a whole number >= 1, got {raw!r}")
         return int(raw)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     return max(1, min(cores, MAX_THREADS))
+
+
+@contextmanager
+def threads_per_process(processes: int | None) -> Iterator[None]:
+    """Within the block, processes started for a build share the cores: each projects on
+    ``cores // processes`` threads (at least 1), unless ``CHEXMIX_PROJECTOR_THREADS`` is set."""
+    if not processes or processes <= 1 or THREADS_VARIABLE in os.environ:
+        yield
+        return
+    os.environ[THREADS_VARIABLE] = str(max(1, thread_count() // processes))
+    try:
+        yield
+    finally:
+        os.environ.pop(THREADS_VARIABLE, None)
 
 
 @lru_cache(maxsize=1)
@@ -118,7 +135,7 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_pool.cache_clear)
 
 
-def _in_threads(work: Callable[[list], np.ndarray], items: list) -> list[np.ndarray]:
+def _in_threads(work: Callable[[list[Chunk]], np.ndarray], items: list[Chunk]) -> list[np.ndarray]:
     threads = min(thread_count(), len(items))
     if threads <= 1:
         return [work(items)]
@@ -126,17 +143,19 @@ def _in_threads(work: Callable[[list], np.ndarray], items: list) -> list[np.ndar
     return list(_pool(threads).map(work, shares))
 
 
-def reduce_ap(volume: np.ndarray, transform: Transform, out_dtype, reduction: np.ufunc = np.add) -> np.ndarray:
+def reduce_ap(volume: np.ndarray, transform: Transform, out_dtype: npt.DTypeLike, reduction: np.ufunc = np.add,
+              exact: bool = False) -> np.ndarray:
     """``sum_y transform(volume[x, y, z])`` as an (nx, nz) array of ``out_dtype``.
 
     ``reduction=np.maximum`` gives the maximum along y instead (of non-negative values).
+    ``exact`` says the float sums are exact (integers below 2^24), so their order cannot matter.
     ``transform(part, scratch)`` maps one chunk to the values to sum (it may write into
     ``scratch``). The result does not depend on the number of threads: integer sums are exact,
     and each float output element is summed by one thread in one order.
     """
     nx, _, nz = volume.shape
 
-    def work(share: list) -> np.ndarray:
+    def work(share: list[Chunk]) -> np.ndarray:
         scratch, out = Scratch(), np.zeros((nx, nz), dtype=out_dtype)
         for axis, start, index in share:
             values = transform(volume[index], scratch)
@@ -152,8 +171,8 @@ def reduce_ap(volume: np.ndarray, transform: Transform, out_dtype, reduction: np
                 out[:, start:start + part.shape[1]] = part
         return out
 
-    items = list(chunks(volume))
-    if items and items[0][0] == 1 and not np.issubdtype(out_dtype, np.integer):
+    items = list(chunk_slices(volume))
+    if items and items[0][0] == 1 and not (exact or np.issubdtype(out_dtype, np.integer)):
         # Chunks along y add into every output element: float sums in one fixed order, so the
         # image does not depend on the number of cores.
         return work(items)
@@ -167,11 +186,11 @@ def reduce_ap(volume: np.ndarray, transform: Transform, out_dtype, reduction: np
 def map_chunks(volume: np.ndarray, transform: Transform, out: np.ndarray) -> np.ndarray:
     """``out[...] = transform(volume)`` chunk by chunk, in threads; returns ``out``."""
 
-    def work(share: list) -> np.ndarray:
+    def work(share: list[Chunk]) -> np.ndarray:
         scratch = Scratch()
         for _, _, index in share:
             out[index] = transform(volume[index], scratch)
         return out
 
-    _in_threads(work, list(chunks(volume)))
+    _in_threads(work, list(chunk_slices(volume)))
     return out

@@ -103,6 +103,7 @@ def connected_components(mask: np.ndarray) -> Components:
 
 def _boxes(component: np.ndarray, count: int, line: np.ndarray, start: np.ndarray, stop: np.ndarray,
            lead_shape: tuple[int, ...]) -> list[tuple[slice, ...]]:
+    """Each component's bounding slices, from its runs' lines and extents (find_objects' boxes)."""
     if not count:
         return []
     order = np.argsort(component, kind="stable")

@@ -45,7 +45,7 @@ def line_integral_mm(voxels: Array, dy_mm: float, mu_water_per_mm: float,
                 # clip with both bounds: numpy's vectorised clip is about twice as fast as maximum here
                 return values if clip_at is None else np.clip(values, low, high, out=values)
 
-            sums = reduce_ap(voxels, clip, np.float32)
+            sums = reduce_ap(voxels, clip, np.float32, exact=True)
         else:
             def clip(part: np.ndarray, scratch: Scratch) -> np.ndarray:
                 if clip_at is None:
@@ -128,6 +128,7 @@ def resample(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 
 def _resample_axis(image: np.ndarray, n_out: int, axis: int) -> np.ndarray:
+    """Linear interpolation of a float32 image along one axis to ``n_out`` samples."""
     if image.shape[axis] == n_out:  # the taps would be the identity
         return image
     lower, upper, weight = _linear_taps(image.shape[axis], n_out)
