@@ -25,6 +25,11 @@ Anchors follow the image size, not COCO's 800 px: one size per FPN level, 1/32 t
 image side (16-256 px at 512 px, 4-64 px at 128 px), aspect ratios 1:2, 1:1 and 2:1. A lesion
 covering a third of a lung (a lung is about 0.4 x 0.6 of a frontal CXR) spans about a quarter
 of the side, inside the range; the smallest lesions of the sample (a few px) meet 1/32.
+No anchor is smaller than its level's stride (4-64 px for P2-P6), which only matters below
+128 px: smaller anchors leave gaps between the grid points, a lesion of a pixel or two inside
+a gap overlaps no anchor at all, and torchvision's low-quality matching then makes *every*
+anchor a match of that lesion (all tie at IoU 0), so the RPN box loss jumps (on the sample at
+64 px: loss_rpn_box_reg 1-4 per step instead of 0.03-0.1).
 """
 
 from __future__ import annotations
@@ -66,6 +71,8 @@ SCORE_THRESHOLD = 0.5
 MASK_THRESHOLD = 0.5
 #: anchor side per FPN level (P2-P6) as a fraction of the image side.
 ANCHOR_FRACTIONS = (1 / 32, 1 / 16, 1 / 8, 1 / 4, 1 / 2)
+#: px between anchor centres on FPN levels P2-P6 of a ResNet-FPN; the smallest anchor side per level.
+FPN_STRIDES = (4, 8, 16, 32, 64)
 ASPECT_RATIOS = (0.5, 1.0, 2.0)
 SCRATCH_LR = 3e-4
 #: region sampling for images holding a few lesions each: torchvision's 512 regions per image
@@ -144,8 +151,10 @@ class MaskRCNNLesions(LesionModel):
 
 
 def anchor_generator(image_size: int) -> AnchorGenerator:
-    """Anchors for ``image_size`` px images, one size per FPN level (see the module docstring)."""
-    sizes = tuple((max(2, round(fraction * image_size)),) for fraction in ANCHOR_FRACTIONS)
+    """Anchors for ``image_size`` px images, one size (px) per FPN level, never below the level's
+    stride so that the anchors of every level tile the image (see the module docstring)."""
+    sizes = tuple((max(stride, round(fraction * image_size)),)
+                  for fraction, stride in zip(ANCHOR_FRACTIONS, FPN_STRIDES))
     return AnchorGenerator(sizes, (ASPECT_RATIOS,) * len(sizes))
 
 

@@ -80,6 +80,37 @@ def test_mask_rcnn_from_scratch_is_group_normalised_with_anchors_for_the_image_s
     assert pretrained.detector.rpn.anchor_generator.sizes[0] == (16,)
 
 
+def every_pixel_box_overlaps_an_anchor(generator, model, size: int) -> torch.Tensor:
+    """(size - 2, size - 2) bool: whether the 1 x 1 px box of each pixel overlaps any anchor of
+    ``generator`` on ``model``'s FPN levels for a ``size`` px image. The last two rows and
+    columns are left out: torchvision centres anchors on the top-left corners of the stride
+    cells, so at every image size they reach only to 2 px short of the bottom-right edge."""
+    from torchvision.models.detection.image_list import ImageList
+    from torchvision.ops import box_iou
+
+    images = torch.zeros(1, 3, size, size)
+    with torch.no_grad():
+        features = list(model.detector.backbone(images).values())
+    (anchors,) = generator(ImageList(images, [(size, size)]), features)
+    y, x = torch.meshgrid(torch.arange(size - 2), torch.arange(size - 2), indexing="ij")
+    pixels = torch.stack([x, y, x + 1, y + 1], dim=-1).reshape(-1, 4).float()
+    return (box_iou(pixels, anchors).amax(dim=1) > 0).reshape(size - 2, size - 2)
+
+
+def test_mask_rcnn_anchors_tile_small_images_so_every_lesion_pixel_meets_an_anchor() -> None:
+    # A lesion overlapping no anchor makes torchvision's low-quality matching mark every anchor
+    # (all tied at IoU 0) as its match; 1/32 of a 64 px side (2 px) on a 4 px grid leaves such gaps.
+    from torchvision.models.detection.anchor_utils import AnchorGenerator
+
+    model = build_model("mask_rcnn:resnet18", image_size=SIZE, weights="none")
+    generator = model.detector.rpn.anchor_generator
+    assert generator.sizes == ((4,), (8,), (16,), (32,), (64,))  # each level's stride, not 1/32..1/2 of 64 px
+    assert bool(every_pixel_box_overlaps_an_anchor(generator, model, SIZE).all())
+    too_small = AnchorGenerator(tuple((round(SIZE * f),) for f in (1 / 32, 1 / 16, 1 / 8, 1 / 4, 1 / 2)),
+                                generator.aspect_ratios)
+    assert not bool(every_pixel_box_overlaps_an_anchor(too_small, model, SIZE).all())
+
+
 def test_mask_rcnn_coco_structure_has_frozen_norms_without_epsilon() -> None:
     # The COCO weights predict as published only with epsilon 0 in every frozen batch norm;
     # ImageNet backbones keep torchvision's default. ResNet-50: stem + 16 blocks x 3 + 4 downsamples.

@@ -1,11 +1,19 @@
 """The training loop learns: each model overfits four images, and Mask R-CNN from scratch finds
-lesions on the sample benchmark's X-rays-only cell (the classic checks that a loop and its
-recipe can learn).
+lesions on both cells of the sample benchmark (X-rays only; Mixed: 2 stand-in CXRs and 8 CT
+projections that train, 2 CT projections that validate, stand-in CXRs that test), the classic
+checks that a loop and its recipe can learn.
 
 Mask R-CNN runs as its ResNet-18-FPN variant at 64 px here: the paper's ResNet-101-FPN (the
 default for real runs) cannot take enough optimizer steps on a shared CPU in the time a test may
 take. Torch runs one thread: on a CPU shared with other jobs two threads oversubscribe it
 (measured 4-10x slower steps on the 2-core CI machine).
+
+What the sample cells do and do not show after these 36 steps: the instance *masks* find
+lesions, but the instance *scores* do not rank them above background yet (every test image's
+100 detections score within about 0.05 of each other, AP50 about 0), so the IoU comes from the
+masks of the instances above the validation threshold. Measured on the Mixed cell: seeds 0, 1, 2
+give test IoU 0.050, 0.129, 0.080; with anchors smaller than their FPN stride (before
+baselines.mask_rcnn.FPN_STRIDES) seed 0 gave 0.000.
 """
 
 from __future__ import annotations
@@ -55,11 +63,16 @@ def test_each_model_overfits_four_images(spec: str, steps: int) -> None:
     assert scores["iou_mean"] >= 0.7, scores["per_image"]
 
 
-def test_mask_rcnn_from_scratch_finds_lesions_on_the_sample_xrays_only_cell(tmp_path, monkeypatch) -> None:
+# The paper grid's two cells on the sample (see benchmark.cli): "X-rays only" is its ct_fraction=0 counterpart.
+@pytest.mark.parametrize("training_dataset, dataset_options", [("X-rays only", {"ct_fraction": 0}), ("Mixed", {})])
+def test_mask_rcnn_from_scratch_finds_lesions_on_each_sample_cell(tmp_path, monkeypatch, training_dataset: str,
+                                                                  dataset_options: dict) -> None:
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf-cache"))
-    sample = load_chexmix("sample", split="60/40", seed=0, ct_fraction=0)  # the paper grid's "X-rays only"
+    sample = load_chexmix("sample", split="60/40", seed=0, **dataset_options)
+    expected_sources = {"cxr"} if dataset_options else {"cxr", "ct_projection"}
+    assert set(sample["train"]["source"]) == expected_sources and set(sample["test"]["source"]) == {"cxr"}
     options = BenchOptions(epochs=12, image_size=SIZE, batch_size=4, device="cpu", progress=False)
-    (run,) = run_benchmark(sample, ["mask_rcnn:resnet18"], options, tmp_path / "out", training_dataset="X-rays only",
+    (run,) = run_benchmark(sample, ["mask_rcnn:resnet18"], options, tmp_path / "out", training_dataset=training_dataset,
                            config="sample", split="60/40")["runs"]
     print(f"train loss per epoch {[round(v, 3) for v in run['train_loss']]}, validation IoU "
           f"{[round(v, 3) for v in run['validation_iou']]}, threshold {run['threshold']} (epoch {run['best_epoch']}), "
