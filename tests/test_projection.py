@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import tracemalloc
 from pathlib import Path
 
@@ -309,10 +308,11 @@ def test_seed_sums_equal_the_published_scaling_for_every_calibration(monkeypatch
         assert sum(form is not None for form in used) >= len(used) // 2 and None in used
 
 
-def test_a_forked_worker_projects_after_its_parent_did():
+def test_a_forked_worker_projects_after_its_parent_did(monkeypatch):
     """datasets' num_proc workers are forked: the projector's threads must not be inherited dead."""
     import multiprocessing
 
+    monkeypatch.setenv("CHEXMIX_PROJECTOR_THREADS", "2")
     phantom = chest_phantom(1, shape=(96, 80, 60))
     expected = line_integral_mm(phantom.hu, 0.7, 0.0206)  # starts the parent's thread pool
     with multiprocessing.get_context("fork").Pool(1) as pool:
@@ -333,21 +333,6 @@ def test_projector_threads_follow_the_environment_and_refuse_nonsense(monkeypatc
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "CHEXMIX_PROJECTOR_THREADS must be a whole number >= 1, got 'two'" in err[0]
     assert not (tmp_path / "out").exists()
-
-
-def test_build_workers_share_the_cores_and_a_set_thread_count_wins(monkeypatch):
-    from chexmix_dataset.projector import chunks
-
-    monkeypatch.delenv("CHEXMIX_PROJECTOR_THREADS", raising=False)
-    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
-    with chunks.threads_per_process(3):
-        assert chunks.thread_count() == 2  # 8 cores, 3 worker processes
-    assert "CHEXMIX_PROJECTOR_THREADS" not in os.environ and chunks.thread_count() == 8
-    with chunks.threads_per_process(1):
-        assert chunks.thread_count() == 8
-    monkeypatch.setenv("CHEXMIX_PROJECTOR_THREADS", "5")
-    with chunks.threads_per_process(4):
-        assert chunks.thread_count() == 5
 
 
 @pytest.mark.parametrize("dtype", [np.int16, np.uint8])

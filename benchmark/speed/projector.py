@@ -1,8 +1,8 @@
 """Projector speed: the published loop vs ``seed`` vs ``physics``, against one ``numpy.sum``.
 
 The floor is one ``numpy.sum`` over the same int16 volume: the memory traffic any projector
-must pay. The projector sums on every usable core (``CHEXMIX_PROJECTOR_THREADS``), the floor on
-one, so both modes are also timed on one thread. Targets (issue 11), printed PASS/FAIL for both:
+must pay. The projector runs on one thread by default, as the floor does; both modes are also
+timed on every usable core (``CHEXMIX_PROJECTOR_THREADS``). Targets (issue 11), printed PASS/FAIL:
 ``physics`` with lesions and ``seed`` each within 2x of the floor (the loop is only ~150x the
 floor on a 2-core CPU, so "300x the loop" cannot be met).
 """
@@ -10,6 +10,7 @@ floor on a 2-core CPU, so "300x the loop" cannot be met).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -49,15 +50,19 @@ def run(args: argparse.Namespace) -> int:
     floor = best_of(args.repeats, lambda: np.sum(phantom.hu))
     seed = best_of(args.repeats, lambda: project_volume(ct, ProjectorOptions(mode="seed")))
     physics = best_of(args.repeats, lambda: project_volume(ct, ProjectorOptions(mode="physics")))
-    threads = chunks.thread_count()
-    counted = chunks.thread_count
-    chunks.thread_count = lambda: 1
-    try:
-        physics_one_thread = best_of(args.repeats, lambda: project_volume(ct, ProjectorOptions(mode="physics")))
-        seed_one_thread = best_of(args.repeats, lambda: project_volume(ct, ProjectorOptions(mode="seed")))
-    finally:
-        chunks.thread_count = counted
     cone = best_of(args.repeats, lambda: project_volume(ct, ProjectorOptions(geometry="cone")))
+    # A CT read from NIfTI is in Fortran order (x fastest): its chunks are axial slices.
+    as_read = CTVolume(np.asfortranarray(phantom.hu), phantom.spacing_mm, phantom.affine,
+                       np.asfortranarray(phantom.labels), True, "phantom")
+    physics_as_read = best_of(args.repeats, lambda: project_volume(as_read, ProjectorOptions(mode="physics")))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    default_count = chunks.thread_count
+    chunks.thread_count = lambda: cores
+    try:
+        physics_threads = best_of(args.repeats, lambda: project_volume(ct, ProjectorOptions(mode="physics")))
+        seed_threads = best_of(args.repeats, lambda: project_volume(ct, ProjectorOptions(mode="seed")))
+    finally:
+        chunks.thread_count = default_count
     no_lesions = CTVolume(phantom.hu, phantom.spacing_mm, phantom.affine, None, True, "phantom")
     physics_image = best_of(args.repeats, lambda: project_volume(no_lesions, ProjectorOptions(mode="physics")))
     seed_image = best_of(args.repeats, lambda: project_volume(no_lesions, ProjectorOptions(mode="seed")))
@@ -74,7 +79,8 @@ def run(args: argparse.Namespace) -> int:
         loop = (time.perf_counter() - start) * slices.shape[2] / n_loop
 
     print(f"Phantom {tuple(args.shape)} int16 ({phantom.hu.nbytes / 2**20:.0f} MiB), "
-          f"{phantom.lesion_count} lesions; best of {args.repeats}; projector on {threads} thread(s).")
+          f"{phantom.lesion_count} lesions; best of {args.repeats}; projector on {chunks.thread_count()} thread(s) "
+          f"unless a row says otherwise.")
     rows = [
         {"method": "published loop (PNG slices)", "seconds": f"{loop:.3f}", "x floor": f"{loop / floor:.1f}",
          "speed-up vs loop": "1"},
@@ -84,10 +90,12 @@ def run(args: argparse.Namespace) -> int:
          "speed-up vs loop": f"{loop / seed_image:.0f}"},
         {"method": "physics mode (image + lesions)", "seconds": f"{physics:.4f}", "x floor": f"{physics / floor:.2f}",
          "speed-up vs loop": f"{loop / physics:.0f}"},
-        {"method": "physics mode (image + lesions), 1 thread", "seconds": f"{physics_one_thread:.4f}",
-         "x floor": f"{physics_one_thread / floor:.2f}", "speed-up vs loop": f"{loop / physics_one_thread:.0f}"},
-        {"method": "seed mode (image + lesions), 1 thread", "seconds": f"{seed_one_thread:.4f}",
-         "x floor": f"{seed_one_thread / floor:.2f}", "speed-up vs loop": f"{loop / seed_one_thread:.0f}"},
+        {"method": "physics mode (image + lesions), Fortran order as read", "seconds": f"{physics_as_read:.4f}",
+         "x floor": f"{physics_as_read / floor:.2f}", "speed-up vs loop": f"{loop / physics_as_read:.0f}"},
+        {"method": f"physics mode (image + lesions), {cores} threads", "seconds": f"{physics_threads:.4f}",
+         "x floor": f"{physics_threads / floor:.2f}", "speed-up vs loop": f"{loop / physics_threads:.0f}"},
+        {"method": f"seed mode (image + lesions), {cores} threads", "seconds": f"{seed_threads:.4f}",
+         "x floor": f"{seed_threads / floor:.2f}", "speed-up vs loop": f"{loop / seed_threads:.0f}"},
         {"method": "physics mode (image only)", "seconds": f"{physics_image:.4f}",
          "x floor": f"{physics_image / floor:.2f}", "speed-up vs loop": f"{loop / physics_image:.0f}"},
         {"method": "physics, cone PA 1800 mm (image + lesions)", "seconds": f"{cone:.4f}",
@@ -95,12 +103,9 @@ def run(args: argparse.Namespace) -> int:
         {"method": "floor: numpy.sum(volume)", "seconds": f"{floor:.4f}", "x floor": "1.00", "speed-up vs loop": ""},
     ]
     print_table(rows, ["method", "seconds", "x floor", "speed-up vs loop"])
-    # Issue 11's targets, on the projector as it runs (all cores) and on one thread like the floor.
-    targets = [
-        (f"physics (image + lesions), {threads} thread(s), <= 2x the one-thread floor", physics / floor),
-        ("physics (image + lesions), 1 thread, <= 2x the floor", physics_one_thread / floor),
-        (f"seed (image + lesions), {threads} thread(s), <= 2x the one-thread floor", seed / floor),
-        ("seed (image + lesions), 1 thread, <= 2x the floor", seed_one_thread / floor),
+    targets = [  # issue 11: the published loop is only ~150x the floor here, so seed is judged against the floor
+        ("physics (image + lesions) <= 2x the floor", physics / floor),
+        ("seed (image + lesions) <= 2x the floor", seed / floor),
     ]
     for name, ratio in targets:
         print(f"{'PASS' if ratio <= 2.0 else 'FAIL'}  {name}: {ratio:.2f}x")

@@ -46,7 +46,6 @@ from chexmix_dataset.dataset.splits import (
 )
 from chexmix_dataset.errors import ChexmixInputError
 from chexmix_dataset.projector import ProjectorOptions, project_volume
-from chexmix_dataset.projector.chunks import threads_per_process
 from chexmix_dataset.sources import SOURCES, scan_sources
 from chexmix_dataset.sources import phantom as phantom_source
 from chexmix_dataset.sources.annotations import read_region_mask
@@ -144,11 +143,6 @@ class CheXMix(datasets.GeneratorBasedBuilder):
         #: where ``download_and_prepare`` downloads (and reuses) the sources' files.
         self.downloads_dir = (posixpath.join(self.cache_root, datasets.config.DOWNLOADED_DATASETS_DIR) if cache_dir
                               else os.path.expanduser(str(datasets.config.DOWNLOADED_DATASETS_PATH)))
-
-    def download_and_prepare(self, *args, num_proc: int | None = None, **kwargs) -> None:
-        """datasets' build; with ``num_proc`` workers, each projects on its share of the cores."""
-        with threads_per_process(num_proc):
-            super().download_and_prepare(*args, num_proc=num_proc, **kwargs)
 
     def _info(self) -> datasets.DatasetInfo:
         return datasets.DatasetInfo(

@@ -1,10 +1,11 @@
-"""Sums along anterior-posterior in cache-sized chunks, spread over the CPU's cores.
+"""Sums along anterior-posterior in cache-sized chunks, optionally spread over threads.
 
 A projection reads every voxel once; the per-voxel work (clipping at -1000 HU, an 8-bit lookup)
 runs on chunks of about 256 k voxels that stay in the CPU cache, so no float copy of the volume is
-ever made. numpy releases the GIL inside its loops, so threads working on disjoint chunks use
-every core the process may run on (``os.sched_getaffinity``), at most :data:`MAX_THREADS`, or
-as many as the environment variable ``CHEXMIX_PROJECTOR_THREADS`` says (1 for none).
+ever made. numpy releases the GIL inside its loops, so threads can work on disjoint chunks:
+``CHEXMIX_PROJECTOR_THREADS=N`` asks for N (default 1). On the 2-core machine this was built on,
+a projection is bound by memory bandwidth and 2 threads were no faster than 1 (measured with
+``python -m benchmark.speed projector``), hence the default.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import math
 import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from functools import lru_cache
 
 import numpy as np
@@ -23,7 +23,6 @@ from chexmix_dataset.errors import ChexmixInputError
 
 # Chunks of about 256 k voxels: temporaries stay in the CPU cache and never near the volume's size.
 CHUNK_VOXELS = 1 << 18
-MAX_THREADS = 8
 #: float32 represents every integer up to this magnitude, so sums of integers below it are exact.
 FLOAT32_EXACT_INTEGERS = 2**24
 
@@ -100,28 +99,13 @@ THREADS_VARIABLE = "CHEXMIX_PROJECTOR_THREADS"
 
 
 def thread_count() -> int:
-    """Threads a projection uses: ``CHEXMIX_PROJECTOR_THREADS`` if set, else the usable cores (at most 8)."""
+    """Threads a projection uses: ``CHEXMIX_PROJECTOR_THREADS`` if set, else 1."""
     raw = os.environ.get(THREADS_VARIABLE)
-    if raw is not None:
-        if not (raw.strip().isascii() and raw.strip().isdigit()) or int(raw) < 1:
-            raise ChexmixInputError(f"{THREADS_VARIABLE} must be a whole number >= 1, got {raw!r}")
-        return int(raw)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, min(cores, MAX_THREADS))
-
-
-@contextmanager
-def threads_per_process(processes: int | None) -> Iterator[None]:
-    """Within the block, processes started for a build share the cores: each projects on
-    ``cores // processes`` threads (at least 1), unless ``CHEXMIX_PROJECTOR_THREADS`` is set."""
-    if not processes or processes <= 1 or THREADS_VARIABLE in os.environ:
-        yield
-        return
-    os.environ[THREADS_VARIABLE] = str(max(1, thread_count() // processes))
-    try:
-        yield
-    finally:
-        os.environ.pop(THREADS_VARIABLE, None)
+    if raw is None:
+        return 1
+    if not (raw.strip().isascii() and raw.strip().isdigit()) or int(raw) < 1:
+        raise ChexmixInputError(f"{THREADS_VARIABLE} must be a whole number >= 1, got {raw!r}")
+    return int(raw)
 
 
 @lru_cache(maxsize=1)
