@@ -1,8 +1,7 @@
 """Projector speed: the published loop vs ``seed`` vs ``physics``, against one ``numpy.sum``.
 
 The floor is one ``numpy.sum`` over the same int16 volume: the memory traffic any projector
-must pay. The projector runs on one thread by default, as the floor does; both modes are also
-timed on every usable core (``CHEXMIX_PROJECTOR_THREADS``). Targets (issue 11), printed PASS/FAIL:
+must pay; both run on one thread. Targets (issue 11), printed PASS/FAIL:
 ``physics`` with lesions and ``seed`` each within 2x of the floor (the loop is only ~150x the
 floor on a 2-core CPU, so "300x the loop" cannot be met).
 """
@@ -10,7 +9,6 @@ floor on a 2-core CPU, so "300x the loop" cannot be met).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
@@ -22,7 +20,7 @@ from PIL import Image
 from benchmark.speed import print_table
 from chexmix_dataset.ct.volume import CTVolume
 from chexmix_dataset.phantoms import chest_phantom
-from chexmix_dataset.projector import ProjectorOptions, chunks, project_volume, seed_slices
+from chexmix_dataset.projector import ProjectorOptions, project_volume, seed_slices
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -55,14 +53,6 @@ def run(args: argparse.Namespace) -> int:
     as_read = CTVolume(np.asfortranarray(phantom.hu), phantom.spacing_mm, phantom.affine,
                        np.asfortranarray(phantom.labels), True, "phantom")
     physics_as_read = best_of(args.repeats, lambda: project_volume(as_read, ProjectorOptions(mode="physics")))
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    default_count = chunks.thread_count
-    chunks.thread_count = lambda: cores
-    try:
-        physics_threads = best_of(args.repeats, lambda: project_volume(ct, ProjectorOptions(mode="physics")))
-        seed_threads = best_of(args.repeats, lambda: project_volume(ct, ProjectorOptions(mode="seed")))
-    finally:
-        chunks.thread_count = default_count
     no_lesions = CTVolume(phantom.hu, phantom.spacing_mm, phantom.affine, None, True, "phantom")
     physics_image = best_of(args.repeats, lambda: project_volume(no_lesions, ProjectorOptions(mode="physics")))
     seed_image = best_of(args.repeats, lambda: project_volume(no_lesions, ProjectorOptions(mode="seed")))
@@ -79,8 +69,7 @@ def run(args: argparse.Namespace) -> int:
         loop = (time.perf_counter() - start) * slices.shape[2] / n_loop
 
     print(f"Phantom {tuple(args.shape)} int16 ({phantom.hu.nbytes / 2**20:.0f} MiB), "
-          f"{phantom.lesion_count} lesions; best of {args.repeats}; projector on {chunks.thread_count()} thread(s) "
-          f"unless a row says otherwise.")
+          f"{phantom.lesion_count} lesions; best of {args.repeats}.")
     rows = [
         {"method": "published loop (PNG slices)", "seconds": f"{loop:.3f}", "x floor": f"{loop / floor:.1f}",
          "speed-up vs loop": "1"},
@@ -92,10 +81,6 @@ def run(args: argparse.Namespace) -> int:
          "speed-up vs loop": f"{loop / physics:.0f}"},
         {"method": "physics mode (image + lesions), Fortran order as read", "seconds": f"{physics_as_read:.4f}",
          "x floor": f"{physics_as_read / floor:.2f}", "speed-up vs loop": f"{loop / physics_as_read:.0f}"},
-        {"method": f"physics mode (image + lesions), {cores} threads", "seconds": f"{physics_threads:.4f}",
-         "x floor": f"{physics_threads / floor:.2f}", "speed-up vs loop": f"{loop / physics_threads:.0f}"},
-        {"method": f"seed mode (image + lesions), {cores} threads", "seconds": f"{seed_threads:.4f}",
-         "x floor": f"{seed_threads / floor:.2f}", "speed-up vs loop": f"{loop / seed_threads:.0f}"},
         {"method": "physics mode (image only)", "seconds": f"{physics_image:.4f}",
          "x floor": f"{physics_image / floor:.2f}", "speed-up vs loop": f"{loop / physics_image:.0f}"},
         {"method": "physics, cone PA 1800 mm (image + lesions)", "seconds": f"{cone:.4f}",

@@ -5,7 +5,7 @@ Modules, each readable on its own:
 - :mod:`.options`: :class:`ProjectorOptions` (what is asked) and :class:`Projection` (what comes out).
 - :mod:`.geometry`: source, detector and pose, in mm (parallel or cone beam; PA or AP).
 - :mod:`.parallel`: the parallel-beam renderer (exact sums along anterior-posterior).
-- :mod:`.chunks`: cache-sized chunks summed along anterior-posterior on every core.
+- :mod:`.chunks`: cache-sized chunks summed along anterior-posterior.
 - :mod:`.cone`: the cone-beam renderer (shear-warp: per-slab scaling, one pass).
 - :mod:`.seed`: the published algorithm, kept apart.
 - :mod:`.lesions`: lesion instances along the same rays as the image.

@@ -1,25 +1,18 @@
-"""Sums along anterior-posterior in cache-sized chunks, optionally spread over threads.
+"""Sums along anterior-posterior in cache-sized chunks.
 
 A projection reads every voxel once; the per-voxel work (clipping at -1000 HU, an 8-bit lookup)
 runs on chunks of about 256 k voxels that stay in the CPU cache, so no float copy of the volume is
-ever made. numpy releases the GIL inside its loops, so threads can work on disjoint chunks:
-``CHEXMIX_PROJECTOR_THREADS=N`` asks for N (default 1). On the 2-core machine this was built on,
-a projection is bound by memory bandwidth and 2 threads were no faster than 1 (measured with
-``python -m benchmark.speed projector``), hence the default.
+ever made. One thread: the sums are bound by memory bandwidth, and on the 2-core machine this was
+built on, a thread pool over disjoint chunks was measured no faster than one thread.
 """
 
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from functools import lru_cache
 
 import numpy as np
 import numpy.typing as npt
-
-from chexmix_dataset.errors import ChexmixInputError
 
 # Chunks of about 256 k voxels: temporaries stay in the CPU cache and never near the volume's size.
 CHUNK_VOXELS = 1 << 18
@@ -28,7 +21,7 @@ FLOAT32_EXACT_INTEGERS = 2**24
 
 
 class Scratch:
-    """One thread's reusable buffer: a fresh temporary per chunk would cost page faults."""
+    """Reusable chunk buffers: a fresh temporary per chunk would cost page faults."""
 
     def __init__(self) -> None:
         self._buffers: dict[np.dtype, np.ndarray] = {}
@@ -95,86 +88,31 @@ def chunk_slices(volume: np.ndarray) -> Iterator[Chunk]:
         yield axis, start, tuple(index)  # type: ignore[misc]
 
 
-THREADS_VARIABLE = "CHEXMIX_PROJECTOR_THREADS"
-
-
-def thread_count() -> int:
-    """Threads a projection uses: ``CHEXMIX_PROJECTOR_THREADS`` if set, else 1."""
-    raw = os.environ.get(THREADS_VARIABLE)
-    if raw is None:
-        return 1
-    if not (raw.strip().isascii() and raw.strip().isdigit()) or int(raw) < 1:
-        raise ChexmixInputError(f"{THREADS_VARIABLE} must be a whole number >= 1, got {raw!r}")
-    return int(raw)
-
-
-@lru_cache(maxsize=1)
-def _pool(threads: int) -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(threads, thread_name_prefix="chexmix-projector")
-
-
-# A forked child (datasets' num_proc workers) inherits the pool but none of its threads: work
-# sent to it would wait forever. The child starts its own.
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_pool.cache_clear)
-
-
-def _in_threads(work: Callable[[list[Chunk]], np.ndarray], items: list[Chunk]) -> list[np.ndarray]:
-    threads = min(thread_count(), len(items))
-    if threads <= 1:
-        return [work(items)]
-    shares = [items[k::threads] for k in range(threads)]
-    return list(_pool(threads).map(work, shares))
-
-
-def reduce_ap(volume: np.ndarray, transform: Transform, out_dtype: npt.DTypeLike, reduction: np.ufunc = np.add,
-              exact: bool = False) -> np.ndarray:
+def reduce_ap(volume: np.ndarray, transform: Transform, out_dtype: npt.DTypeLike) -> np.ndarray:
     """``sum_y transform(volume[x, y, z])`` as an (nx, nz) array of ``out_dtype``.
 
-    ``reduction=np.maximum`` gives the maximum along y instead (of non-negative values).
-    ``exact`` says the float sums are exact (integers below 2^24), so their order cannot matter.
-    ``transform(part, scratch)`` maps one chunk to the values to sum (it may write into
-    ``scratch``). The result does not depend on the number of threads: integer sums are exact,
-    and each float output element is summed by one thread in one order.
+    ``transform(part, scratch)`` maps one chunk to the values to sum (it may write into ``scratch``).
     """
     nx, _, nz = volume.shape
-
-    def work(share: list[Chunk]) -> np.ndarray:
-        scratch, out = Scratch(), np.zeros((nx, nz), dtype=out_dtype)
-        for axis, start, index in share:
-            values = transform(volume[index], scratch)
-            if reduction is np.add and values.dtype == out_dtype == np.float32:
-                part = _sum_y_float32(values, scratch)
-            else:
-                part = reduction.reduce(values, axis=1, dtype=out_dtype)
-            if axis == 1:
-                reduction(out, part, out=out)
-            elif axis == 0:
-                out[start:start + part.shape[0]] = part
-            else:
-                out[:, start:start + part.shape[1]] = part
-        return out
-
-    items = list(chunk_slices(volume))
-    if items and items[0][0] == 1 and not (exact or np.issubdtype(out_dtype, np.integer)):
-        # Chunks along y add into every output element: float sums in one fixed order, so the
-        # image does not depend on the number of cores.
-        return work(items)
-    partial = _in_threads(work, items)
-    total = partial[0]
-    for other in partial[1:]:
-        reduction(total, other, out=total)  # disjoint chunks: zeros elsewhere (and exact for integers)
-    return total
+    scratch, out = Scratch(), np.zeros((nx, nz), dtype=out_dtype)
+    for axis, start, index in chunk_slices(volume):
+        values = transform(volume[index], scratch)
+        if values.dtype == out_dtype == np.float32:
+            part = _sum_y_float32(values, scratch)
+        else:
+            part = values.sum(axis=1, dtype=out_dtype)
+        if axis == 1:
+            out += part
+        elif axis == 0:
+            out[start:start + part.shape[0]] = part
+        else:
+            out[:, start:start + part.shape[1]] = part
+    return out
 
 
 def map_chunks(volume: np.ndarray, transform: Transform, out: np.ndarray) -> np.ndarray:
-    """``out[...] = transform(volume)`` chunk by chunk, in threads; returns ``out``."""
-
-    def work(share: list[Chunk]) -> np.ndarray:
-        scratch = Scratch()
-        for _, _, index in share:
-            out[index] = transform(volume[index], scratch)
-        return out
-
-    _in_threads(work, list(chunk_slices(volume)))
+    """``out[...] = transform(volume)`` chunk by chunk; returns ``out``."""
+    scratch = Scratch()
+    for _, _, index in chunk_slices(volume):
+        out[index] = transform(volume[index], scratch)
     return out

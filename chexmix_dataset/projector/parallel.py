@@ -1,7 +1,7 @@
 """Parallel-beam renderer: rays along anterior-posterior (axis 1 of the RAS+ volume).
 
-The line integral is summed chunk by chunk on every core (:mod:`.chunks`), so no float copy of
-the volume is ever made, and exactly in integers where the stored values allow it. Images follow the radiological
+The line integral is summed chunk by chunk (:mod:`.chunks`), so no float copy of the volume
+is ever made, and exactly in integers where the stored values allow it. Images follow the radiological
 convention of a frontal chest X-ray: the patient's right on the image's left (column 0 is the
 largest x) and superior at the top (row 0 is the largest z).
 """
@@ -45,7 +45,7 @@ def line_integral_mm(voxels: Array, dy_mm: float, mu_water_per_mm: float,
                 # clip with both bounds: numpy's vectorised clip is about twice as fast as maximum here
                 return values if clip_at is None else np.clip(values, low, high, out=values)
 
-            sums = reduce_ap(voxels, clip, np.float32, exact=True)
+            sums = reduce_ap(voxels, clip, np.float32)
         else:
             def clip(part: np.ndarray, scratch: Scratch) -> np.ndarray:
                 if clip_at is None:

@@ -118,7 +118,7 @@ def _seed_column_sums(ct: CTVolume) -> np.ndarray:
     exact_in_float32 = voxels.shape[1] * 255 <= FLOAT32_EXACT_INTEGERS
     if voxels.dtype == np.uint8 and not ct.is_hounsfield:
         if exact_in_float32:
-            return reduce_ap(voxels, _as_float32, np.float32, exact=True).astype(np.int64)
+            return reduce_ap(voxels, _as_float32, np.float32).astype(np.int64)
         return reduce_ap(voxels, lambda part, _: part, np.int64)
     slope, intercept = ct.value_slope, ct.value_intercept
     stored_low, stored_high = voxels.min(), voxels.max()
@@ -135,7 +135,7 @@ def _seed_column_sums(ct: CTVolume) -> np.ndarray:
         form = _float32_form(table[present.view(unsigned)], present, slope, intercept, vmin, scale)
         if form is not None and exact_in_float32:
             return reduce_ap(voxels, lambda part, scratch: _apply_float32_form(_as_float32(part, scratch), form),
-                             np.float32, exact=True).astype(np.int64)
+                             np.float32).astype(np.int64)
         return reduce_ap(voxels, lambda part, _: np.take(table, part.view(unsigned)), np.int64)
     return reduce_ap(voxels, lambda part, _: to_uint8(_calibrated(part, slope, intercept)), np.int64)
 
