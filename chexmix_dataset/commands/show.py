@@ -69,6 +69,11 @@ def _split(dataset, args: argparse.Namespace):
     return split
 
 
+def _prepared_split(builder, args: argparse.Namespace):
+    builder.download_and_prepare(num_proc=args.num_proc)
+    return _split(builder.as_dataset(), args)
+
+
 def _compare_displays(args: argparse.Namespace) -> int:
     from chexmix_dataset.commands.dataset_args import builder_from_args
 
@@ -77,12 +82,11 @@ def _compare_displays(args: argparse.Namespace) -> int:
     # Both builders first: options the radiograph display refuses (e.g. --mode seed) fail before any build.
     builders = [builder_from_args(argparse.Namespace(**{**vars(args), "display": display}))
                 for display in ("linear", "radiograph")]
-    for builder in builders:
-        builder.download_and_prepare(num_proc=args.num_proc)
-    linear, radiograph = (_split(builder.as_dataset(), args) for builder in builders)
+    linear = _prepared_split(builders[0], args)
     projections = [i for i, source in enumerate(linear["source"]) if source == "ct_projection"]
-    if not projections:
+    if not projections:  # known after the first build: the second is not started
         raise ChexmixInputError(f"split {args.subset!r} of config {args.config!r} has no CT projections to compare")
+    radiograph = _prepared_split(builders[1], args)
     pairs = [projections[i] for i in spread_indices(len(projections), max(1, args.n // 2))]
     rows, titles = [], []
     for index in pairs:
