@@ -43,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                             f"(default: {DEFAULT_MODELS})")
     group.add_argument("--weights", default="none",
                        help="imagenet, coco, none (train from scratch), last (resume the runs in --out), PATH of a "
-                            "checkpoint (last.pt/best.pt), a model folder (a run's model/) or hub:ORG/NAME "
+                            "checkpoint (last.pt/best.pt), a model folder (a run's model/), its model.safetensors or hub:ORG/NAME "
                             "(default: %(default)s)")
     group.add_argument("--epochs", type=int, default=30, help="training epochs per run (default: %(default)s)")
     group.add_argument("--seeds", type=int, default=1,

@@ -38,7 +38,7 @@ from baselines.base import WEIGHT_CHOICES
 from benchmark import ddp
 from benchmark.checkpoints import LAST, check_settings, estimated_sizes_mb, load_model_state, read_checkpoint
 from benchmark.grid import BenchOptions, Cell, InitialWeights, RunOutcome
-from benchmark.model_files import is_model_reference, model_checkpoint
+from benchmark.model_files import HUB_PREFIX, is_model_reference, model_checkpoint
 from benchmark.runs import run_directory, run_one, run_settings
 from benchmark.train import resolve_device
 from benchmark.validation import MIN_TRAIN_IMAGES, VALIDATION_FRACTION, split_validation
@@ -84,7 +84,7 @@ def check_options(options: BenchOptions, models: list[str], out_dir: Path) -> In
 def initial_weights(weights: str, out_dir: Path) -> InitialWeights:
     """The grid's initial weights for ``--weights``; "last" reads those recorded in runs/init.json."""
     if weights != "last":
-        return _initial_from(weights if weights in WEIGHT_CHOICES or weights.startswith("hub:")
+        return _initial_from(weights if weights in WEIGHT_CHOICES or weights.startswith(HUB_PREFIX)
                              else str(Path(weights).absolute()))
     record_path = out_dir / "runs" / "init.json"
     if not record_path.is_file():
@@ -98,7 +98,7 @@ def initial_weights(weights: str, out_dir: Path) -> InitialWeights:
         raise ChexmixInputError("is not the record of a benchmark's initial weights (expected JSON "
                                 '{"weights": NAME or PATH}); start again with --weights imagenet, coco, none or PATH',
                                 record_path) from None
-    if recorded not in WEIGHT_CHOICES and not recorded.startswith("hub:") and not Path(recorded).exists():
+    if recorded not in WEIGHT_CHOICES and not recorded.startswith(HUB_PREFIX) and not Path(recorded).exists():
         raise ChexmixInputError(f"the runs to resume started from checkpoint {recorded}, which no longer exists; "
                                 "put it back or start again with another --weights", record_path)
     return _initial_from(recorded)

@@ -27,6 +27,7 @@ from PIL import Image
 from benchmark.speed import phantom_ct_folder, print_table
 from chexmix_dataset.dataset.builder import _row_for, make_builder
 from chexmix_dataset.dataset.features import FEATURES
+from chexmix_dataset.dataset.lesions import union_mask
 from chexmix_dataset.phantoms import cxr_standin
 from chexmix_dataset.projector import ProjectorOptions
 
@@ -62,9 +63,7 @@ def write_cxr_folder(root: Path, n: int, size: int) -> list[Path]:
     files = []
     for j in range(n):
         standin = cxr_standin(100_000 + j, size=size)
-        lesion = np.zeros(standin.image.shape, dtype=np.uint8)
-        for instance in standin.instances:
-            lesion[instance.mask] = 255
+        lesion = union_mask(standin.instances, standin.image.shape)
         name = f"cxr_{j:04d}.png"
         Image.fromarray(standin.image).save(root / "images" / name)
         Image.fromarray(lesion).save(root / "masks" / name)
