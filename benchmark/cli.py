@@ -192,10 +192,7 @@ def run(args: argparse.Namespace) -> int:
     check_dataset_args(args, sorted({config for _, config, _, _, _ in plan}))
     initial = check_options(options, models, args.out)  # before the (slow) data loading
     check_engine_args(args)
-    if ddp.requested_world_size() > 1:  # refused before the (slow) data loading
-        if args.engine == "ray":
-            raise ChexmixInputError("--engine ray runs each run as a Ray task; do not start it under torchrun")
-        ddp.per_process_batch(args.batch_size, ddp.requested_world_size())
+    ddp.check_launch(args.engine, args.batch_size)  # refused before the (slow) data loading
     ddp.init_from_env(args.device)  # under torchrun: join its processes (benchmark.ddp)
     with ddp.main_process_first():  # one process builds the datasets' cache, the others reuse it
         cells = make_cells(plan, args)

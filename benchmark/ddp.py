@@ -95,6 +95,17 @@ def per_process_batch(batch_size: int, processes: int | None = None) -> int:
     return batch_size // processes
 
 
+def check_launch(engine: str, batch_size: int, processes: int | None = None) -> None:
+    """Refuse what cannot run under torchrun: Ray runs (each a Ray task of its own), and a global
+    ``--batch-size`` that ``processes`` (default: torchrun's) cannot share evenly."""
+    processes = requested_world_size() if processes is None else processes
+    if processes <= 1:
+        return
+    if engine == "ray":
+        raise ChexmixInputError("--engine ray runs each run as a Ray task; do not start it under torchrun")
+    per_process_batch(batch_size, processes)
+
+
 def barrier() -> None:
     if dist.is_initialized():
         dist.barrier()

@@ -169,9 +169,7 @@ def run_grid(cells: list[Cell], models: list[str], options: BenchOptions, out_di
     device = resolve_device(options.device)
     check_resumable(cells, models, options, out_dir)
     main = ddp.is_main()
-    if engine == "ray" and ddp.world_size() > 1:
-        raise ChexmixInputError("--engine ray runs each run as a Ray task; do not start it under torchrun")
-    ddp.per_process_batch(options.batch_size)  # refuse an uneven share before any training
+    ddp.check_launch(engine, options.batch_size, ddp.world_size())  # before any training
     if options.progress and main:
         print(describe_plan(cells, models, options, device, initial, out_dir), flush=True)
     if options.weights != "last" and main:

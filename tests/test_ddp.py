@@ -264,3 +264,17 @@ def test_a_torchrun_bench_stopped_and_resumed_on_two_processes_matches_the_unint
     reference = load_file(str(straight_out / run_dir.relative_to(out) / "model" / "model.safetensors"))
     assert scored.keys() == reference.keys()
     assert all(torch.equal(scored[name], reference[name]) for name in reference)
+
+
+@pytest.mark.parametrize("extra, message", [(["--engine", "ray"], "--engine ray runs each run as a Ray task"),
+                                            (["--batch-size", "3"], "--batch-size 3 must be a multiple of the 2")])
+def test_bench_under_torchrun_refuses_ray_and_an_uneven_batch_before_loading_data(monkeypatch, tmp_path, capsys,
+                                                                                  extra, message) -> None:
+    from chexmix_dataset.cli import main
+
+    monkeypatch.setenv("WORLD_SIZE", "2")  # as torchrun sets it; no process group is joined before the check
+    monkeypatch.setattr("benchmark.cli.make_cells", lambda *a, **k: pytest.fail("data loaded before the check"))
+    code = main(["bench", "--config", "sample", "--models", "unet", "--out", str(tmp_path / "out"), *extra])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and message in err[0]
+    assert not (tmp_path / "out").exists()
