@@ -189,14 +189,21 @@ def binary_foreground(levels: MaskLevels, name: str, warn: Callable[[str], None]
     return levels.values >= threshold
 
 
+def _open_mask_upright(mask_path: str | Path, image_shape: tuple[int, ...], what: str, image_name: str = ""):
+    """(PIL image, stored format) of a mask read upright; it must have its image's (H, W) size in px."""
+    mask_image, stored_format = open_upright(mask_path)
+    if (mask_image.height, mask_image.width) != tuple(image_shape[:2]):
+        image = f"its image {image_name}" if image_name else "its image"
+        raise ChexmixInputError(f"{what} is {mask_image.width}x{mask_image.height} px but {image} is "
+                                f"{image_shape[1]}x{image_shape[0]} px", mask_path)
+    return mask_image, stored_format
+
+
 def read_region_mask(mask_path: str | Path, image_shape: tuple[int, int], warn: Callable[[str], None],
                      what: str = "lung mask") -> np.ndarray:
     """(H, W) bool region of a binary mask file that is not a lesion (e.g. a collection's lung
     mask), read upright as its image is; it must have the image's size (H, W) in px."""
-    mask_image, stored_format = open_upright(mask_path)
-    if (mask_image.height, mask_image.width) != tuple(image_shape):
-        raise ChexmixInputError(f"{what} is {mask_image.width}x{mask_image.height} px but its image is "
-                                f"{image_shape[1]}x{image_shape[0]} px", mask_path)
+    mask_image, stored_format = _open_mask_upright(mask_path, tuple(image_shape), what)
     levels = mask_levels(mask_image, stored_format, mask_path, what)
     return binary_foreground(levels, Path(mask_path).name, warn, what)
 
@@ -262,11 +269,7 @@ def load_masked_image(image_path: str, mask_path: str, lesion_types: tuple[tuple
     """
     image = read_grey_image(image_path)
     name = Path(mask_path).name
-    mask_image, stored_format = open_upright(mask_path)
-    if (mask_image.width, mask_image.height) != (image.shape[1], image.shape[0]):
-        raise ChexmixInputError(
-            f"lesion mask is {mask_image.width}x{mask_image.height} px but its image "
-            f"{Path(image_path).name} is {image.shape[1]}x{image.shape[0]} px", mask_path)
+    mask_image, stored_format = _open_mask_upright(mask_path, image.shape, "lesion mask", Path(image_path).name)
     if not lesion_types:
         return image, binary_mask_instances(mask_levels(mask_image, stored_format, mask_path), name, warn)
     if stored_format in LOSSY_FORMATS:
