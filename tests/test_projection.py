@@ -19,6 +19,7 @@ from chexmix_dataset.projector import (
     MU_WATER_60KEV_PER_MM,
     ProjectorOptions,
     _seed_display,
+    lesion_box,
     line_integral_mm,
     project_volume,
     seed_projection,
@@ -219,6 +220,25 @@ def test_instances_are_3d_components_and_may_overlap():
     assert sorted(i.lesion_type for i in projection.instances) == ["consolidation", "ground_glass", "ground_glass"]
     ground_glass = [i.mask for i in projection.instances if i.lesion_type == "ground_glass"]
     assert (ground_glass[0] & ground_glass[1]).sum() == 8 * 8
+
+
+@pytest.mark.parametrize("layout", ["C", "F", "transposed", "flipped"])
+def test_lesion_box_is_the_bounding_box_of_the_nonzero_voxels_in_any_layout(layout):
+    rng = np.random.default_rng(7)
+    for trial in range(12):
+        labels = np.zeros((23, 17, 11), dtype=np.uint8)
+        if trial:  # trial 0: no lesion at all
+            for _ in range(trial % 3 + 1):
+                corner = rng.integers(0, labels.shape)
+                size = rng.integers(1, 6, size=3)
+                labels[tuple(slice(c, c + s) for c, s in zip(corner, size))] = rng.integers(1, 4)
+        view = {"C": labels, "F": np.asfortranarray(labels),
+                "transposed": np.ascontiguousarray(labels.transpose(1, 2, 0)).transpose(2, 0, 1),
+                "flipped": labels[::-1, :, ::-1][::-1, :, ::-1]}[layout]
+        assert np.array_equal(view, labels)
+        hits = np.nonzero(labels)
+        expected = None if not trial else tuple(slice(int(h.min()), int(h.max()) + 1) for h in hits)
+        assert lesion_box(view) == expected
 
 
 def test_instance_count_equals_separate_3d_lesions_in_phantoms():

@@ -38,7 +38,13 @@ from chexmix_dataset.projector.backend import to_device, to_numpy
 from chexmix_dataset.projector.cone import cone_line_integral, cone_path_mm
 from chexmix_dataset.projector.display import radiograph_uint8, window_uint8
 from chexmix_dataset.projector.geometry import ConeGeometry, cone_geometry
-from chexmix_dataset.projector.lesions import lesion_components, lesion_path_maps, project_lesions, project_lesions_cone
+from chexmix_dataset.projector.lesions import (
+    lesion_box,
+    lesion_components,
+    lesion_path_maps,
+    project_lesions,
+    project_lesions_cone,
+)
 from chexmix_dataset.projector.options import (
     BEAMS,
     DEFAULT_SID_MM,
@@ -63,7 +69,7 @@ from chexmix_dataset.projector.seed import (
 __all__ = [
     "BEAMS", "DEFAULT_SID_MM", "DISPLAYS", "GEOMETRIES", "MAX_SIZE_PX", "MU_WATER_60KEV_PER_MM", "SEED_MIN_ROWS",
     "ConeGeometry", "Projection", "ProjectorOptions", "check_seed_geometry", "cone_geometry",
-    "cone_line_integral", "cone_path_mm", "lesion_components", "lesion_path_maps", "line_integral_mm",
+    "cone_line_integral", "cone_path_mm", "lesion_box", "lesion_components", "lesion_path_maps", "line_integral_mm",
     "project_volume", "radiograph_uint8", "resample", "seed_projection", "seed_slices", "square_pixel_shape",
     "to_radiograph_layout", "volume_to_uint8", "window_uint8",
 ]
@@ -122,7 +128,7 @@ def project_volume(ct: CTVolume, options: ProjectorOptions | None = None) -> Pro
     if options.mode == "seed":
         check_seed_geometry(ct)
         image = _seed_display(to_radiograph_layout(_seed_column_sums(ct)))
-        nx, _, nz = ct.shape
+        nz = ct.shape[2]
         row_mm = ct.spacing_mm[2] * nz / image.shape[0]
         spacing = (row_mm, ct.spacing_mm[0])
         instances = project_lesions(ct, options, image.shape, spacing[0] * spacing[1])

@@ -17,8 +17,8 @@ image's rays exactly. Arrays may be numpy or torch (CPU or CUDA), see :mod:`.bac
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 

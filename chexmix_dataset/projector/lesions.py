@@ -10,7 +10,7 @@ the path length of every detector ray through the component with the image's con
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -23,19 +23,36 @@ from chexmix_dataset.projector.options import ProjectorOptions
 from chexmix_dataset.projector.parallel import resample, to_radiograph_layout
 
 
+def lesion_box(labels: np.ndarray) -> tuple[slice, slice, slice] | None:
+    """The bounding box of the nonzero voxels of ``labels`` (any memory layout), or None if all are 0.
+
+    Reduced first over the axis of largest stride, a pass that streams through memory (in C order
+    about 6x faster than the maximum along anterior-posterior), then over a crop for that axis.
+    """
+    if labels.size == 0:
+        return None
+    slowest = int(np.argmax(np.abs(labels.strides)))
+    others = [axis for axis in range(3) if axis != slowest]
+    seen = labels.max(axis=slowest) != 0  # over the other two axes, in axis order
+    if not seen.any():
+        return None
+    box: list[slice] = [slice(None)] * 3
+    for position, axis in enumerate(others):
+        hits = np.flatnonzero(seen.any(axis=1 - position))
+        box[axis] = slice(int(hits[0]), int(hits[-1]) + 1)
+    hits = np.flatnonzero(labels[tuple(box)].max(axis=tuple(others)))
+    box[slowest] = slice(int(hits[0]), int(hits[-1]) + 1)
+    return box[0], box[1], box[2]
+
+
 def lesion_components(labels: np.ndarray) -> Iterator[tuple[int, tuple[slice, slice, slice], np.ndarray]]:
     """``(label value, box in the grid, boolean component inside the box)`` per 3D component.
 
     Components of each label value are found with 26-connectivity, in label then component order.
     """
-    # Work inside the lesions' bounding box: the component image is the only large temporary.
-    # The box comes from the anterior-posterior maximum (one cheap pass over the labels).
-    footprint = labels.max(axis=1)
-    if not footprint.any():
+    box = lesion_box(labels)
+    if box is None:
         return
-    xs, zs = np.nonzero(footprint.any(axis=1))[0], np.nonzero(footprint.any(axis=0))[0]
-    ys = np.nonzero(labels[xs[0]:xs[-1] + 1, :, zs[0]:zs[-1] + 1].max(axis=(0, 2)))[0]
-    box = (slice(xs[0], xs[-1] + 1), slice(ys[0], ys[-1] + 1), slice(zs[0], zs[-1] + 1))
     cropped = labels[box]
     for value in np.unique(cropped):
         if value == 0:
