@@ -35,22 +35,25 @@ def line_integral_mm(voxels: Array, dy_mm: float, mu_water_per_mm: float,
         info = np.iinfo(voxels.dtype)
         bound = ny * max(abs(info.min), info.max)
         clip_at = floor if floor > info.min else None
+        # Bounds of the stored type: with a Python int bound numpy's clip is about 7x slower.
+        low, high = voxels.dtype.type(clip_at if clip_at is not None else info.min), voxels.dtype.type(info.max)
         if bound <= FLOAT32_EXACT_INTEGERS:
             # float32 holds every partial sum exactly here, and sums by BLAS: twice the speed of int32.
-            low, high = np.float32(clip_at if clip_at is not None else 0), np.float32(np.inf)
-
             def clip(part: np.ndarray, scratch: Scratch) -> np.ndarray:
+                if clip_at is not None:
+                    # Clip the stored integers (half the bytes of float32), then convert: 10-15 %
+                    # faster than clipping floats. Both bounds: numpy vectorises clip, not maximum.
+                    part = np.clip(part, low, high, out=scratch.like(part, part.dtype))
                 values = scratch.like(part, np.float32)
                 np.copyto(values, part, casting="unsafe")
-                # clip with both bounds: numpy's vectorised clip is about twice as fast as maximum here
-                return values if clip_at is None else np.clip(values, low, high, out=values)
+                return values
 
             sums = reduce_ap(voxels, clip, np.float32)
         else:
             def clip(part: np.ndarray, scratch: Scratch) -> np.ndarray:
                 if clip_at is None:
                     return part
-                return np.clip(part, voxels.dtype.type(clip_at), info.max, out=scratch.like(part, part.dtype))
+                return np.clip(part, low, high, out=scratch.like(part, part.dtype))
 
             sums = reduce_ap(voxels, clip, np.int64 if bound >= 2**31 else np.int32)
         hu_sums = sums.astype(np.float64) + float(hu_offset) * ny
