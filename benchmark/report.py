@@ -76,6 +76,8 @@ def summarize(runs: list[dict]) -> list[dict]:
             row[f"{metric}_seeds"] = [r[f"{metric}_mean"] for r in group]
             row[f"{metric}_mean_seeds"], row[f"{metric}_std_seeds"] = seed_spread(row[f"{metric}_seeds"])
         row["train_composition"] = first.get("train_composition")
+        row["validation_composition"] = first.get("validation_composition")
+        row["test_composition"] = first.get("test_composition")
         row["thresholds"] = [r.get("threshold") for r in group]
         row["threshold_kind"] = first.get("threshold_kind")
         row["threshold_rule"] = first.get("threshold_rule")
@@ -171,8 +173,31 @@ def training_line(row: dict) -> str:
     composition = row.get("train_composition")
     data = describe_composition(composition) if composition else f"{row['train_images']} images"
     thresholds = ", ".join(_number(t) for t in row.get("thresholds") or [] if t is not None) or "n/a"
+    validation = row.get("validation_composition")
+    chosen_on = f", chosen on {describe_composition(validation)}" if validation else ""
     return (f"{_row_name(row)} ({_setting(row)}, {row['model']}): {data}; threshold {thresholds} "
-            f"({row.get('threshold_kind') or 'n/a'}; {row.get('threshold_rule') or 'n/a'})")
+            f"({row.get('threshold_kind') or 'n/a'}; {row.get('threshold_rule') or 'n/a'}{chosen_on})")
+
+
+def validation_domain_warning(row: dict) -> str | None:
+    """A warning when the threshold was chosen on images of another kind than the test images
+    (e.g. CT projections only, for a test split of real CXRs): score levels differ between the two,
+    so the operating point may not carry over. None when the kinds match or are not recorded."""
+    validation, test = row.get("validation_composition"), row.get("test_composition")
+    if not validation or not test:
+        return None
+    kinds = {"cxr": "real CXRs", "ct_projections": "CT projections"}
+    missing = [name for key, name in kinds.items() if test[key] and not validation[key]]
+    if not missing:
+        return None
+    held = " and ".join(name for key, name in kinds.items() if validation[key])
+    trained = row.get("train_composition") or {}
+    why = ("the training split has none to hold out" if not any(trained.get(key) for key, name in kinds.items()
+                                                               if name in missing)
+           else "the training split has too few patients of that kind to hold any out")
+    return (f"Warning: {_row_name(row)} ({_setting(row)}, {row['model']}) chose its threshold on {held} only, "
+            f"while its test images include {' and '.join(missing)} ({why}); score levels differ between the "
+            "two, so the operating point may not carry over.")
 
 
 def results_markdown(summary: list[dict], versions: dict[str, str], comparisons: list[dict] | None = None) -> str:
@@ -215,6 +240,9 @@ def results_markdown(summary: list[dict], versions: dict[str, str], comparisons:
         lines += [f"- {comparison_line(c)}" for c in comparisons]
     lines += ["", "## What each row trained on", ""]
     lines += [f"- {training_line(row)}" for row in summary]
+    warnings = [warning for warning in map(validation_domain_warning, summary) if warning]
+    if warnings:
+        lines += [""] + warnings
     epochs = sorted({row["epochs"] for row in summary})
     lines += [
         "",

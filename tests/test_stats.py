@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from benchmark.report import compare_rows, comparison_line, results_markdown, summarize
+from benchmark.report import compare_rows, comparison_line, results_markdown, summarize, validation_domain_warning
 from benchmark.stats import (
     mean_ci,
     paired_comparison,
@@ -184,3 +184,32 @@ def test_a_sweep_is_compared_with_its_smallest_fraction_whatever_the_order_given
     table = results_markdown(summarize(runs), {"python": "3"}, comparisons)
     sweep_table = table[table.index("## Replacement curve"):table.index("## Paired")]
     assert sweep_table.index("| 0 | 0.833 (10 of 12) |") < sweep_table.index("| 0.5 |") < sweep_table.index("| 1 |")
+
+
+def composition(cxr: int, ct: int) -> dict:
+    return {"images": cxr + ct, "cxr": cxr, "ct_projections": ct, "ct_cases": ct, "views_deg": {"0": ct} if ct else {},
+            "patients": cxr + ct}
+
+
+@pytest.mark.parametrize("train, validation, test, expected", [
+    ((2, 8), (0, 2), (8, 0), "too few patients of that kind"),  # the sample's Mixed cell
+    ((0, 8), (0, 2), (8, 0), "has none to hold out"),  # trained on CT projections only
+    ((6, 0), (2, 0), (8, 0), None),  # X-rays only
+    ((6, 8), (2, 2), (8, 0), None),  # a Mixed cell with CXRs held out
+    ((6, 0), (2, 0), (0, 5), "has none to hold out"),  # CXRs validate, CT projections are tested
+])
+def test_a_threshold_chosen_on_another_kind_of_image_than_the_test_is_warned_about(train, validation, test,
+                                                                                  expected) -> None:
+    row = run("Mixed", 0, [0.5, 0.4])
+    row.update(train_composition=composition(*train), validation_composition=composition(*validation),
+               test_composition=composition(*test), threshold=0.35, threshold_kind="instance score",
+               threshold_rule="validation: best pooled IoU")
+    (summary,) = summarize([row])
+    warning = validation_domain_warning(summary)
+    table = results_markdown([summary], {"python": "3"})
+    chosen_on = "CT projections" if not validation[0] else "CXRs"
+    assert "chosen on " in table and chosen_on in table[table.index("chosen on "):]
+    if expected is None:
+        assert warning is None and "Warning: Mixed" not in table
+    else:
+        assert expected in warning and warning in table
