@@ -25,10 +25,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 from pycocotools import mask as mask_utils
-from scipy import ndimage
 
 from chexmix_dataset.dataset.lesions import LesionInstance
 from chexmix_dataset.errors import ChexmixInputError
+from chexmix_dataset.projector.components import connected_components
 from chexmix_dataset.sources.base import SkippedItem
 from chexmix_dataset.xray.images import IMAGE_SUFFIXES, SIXTEEN_BIT_MODES, image_size, open_upright, read_grey_image  # noqa: F401
 
@@ -170,8 +170,9 @@ def mask_levels(image: Image.Image, stored_format: str, name: str, what: str = "
 
 def _components(foreground: np.ndarray, lesion_type: str) -> list[LesionInstance]:
     """One instance per 8-connected component of ``foreground``."""
-    components, count = ndimage.label(foreground, structure=np.ones((3, 3), dtype=bool))
-    return [LesionInstance(mask=components == k, lesion_type=lesion_type) for k in range(1, count + 1)]
+    components = connected_components(foreground)  # full connectivity: 8 neighbours in 2D
+    return [LesionInstance(mask=components.labels == k, lesion_type=lesion_type)
+            for k in range(1, components.count + 1)]
 
 
 def binary_foreground(levels: MaskLevels, name: str, warn: Callable[[str], None], what: str,
