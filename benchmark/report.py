@@ -195,9 +195,9 @@ def validation_domain_warning(row: dict) -> str | None:
     why = ("the training split has none to hold out" if not any(trained.get(key) for key, name in kinds.items()
                                                                if name in missing)
            else "the training split has too few patients of that kind to hold any out")
-    return (f"Warning: {_row_name(row)} ({_setting(row)}, {row['model']}) chose its threshold on {held} only, "
-            f"while its test images include {' and '.join(missing)} ({why}); score levels differ between the "
-            "two, so the operating point may not carry over.")
+    return (f"† Warning: {_row_name(row)} ({_setting(row)}, {row['model']}) chose its threshold on {held} only, "
+            f"while its test images include {' and '.join(missing)} ({why}); score levels can differ between "
+            "kinds of image, so the threshold may not carry over.")
 
 
 def results_markdown(summary: list[dict], versions: dict[str, str], comparisons: list[dict] | None = None) -> str:
@@ -210,7 +210,8 @@ def results_markdown(summary: list[dict], versions: dict[str, str], comparisons:
     lines = ["# CheXMix lesion segmentation benchmark", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in summary:
-        cells = [row["training_dataset"], row["split"], "y" if row["augment"] else "n", row["model"],
+        marked = " †" if validation_domain_warning(row) else ""  # the warning below the table explains it
+        cells = [row["training_dataset"] + marked, row["split"], "y" if row["augment"] else "n", row["model"],
                  _with_ci(row["iou_mean"], row["iou_ci"]), _with_ci(row["dice_mean"], row["dice_ci"]),
                  _number(row["ap50"]), _with_ci(row["iou_lesion_mean"], row["iou_lesion_ci"]),
                  _with_ci(row["pooled_iou"], row["pooled_iou_ci"]), f"{100 * row['lesion_free_fraction']:.0f} %",
@@ -241,8 +242,8 @@ def results_markdown(summary: list[dict], versions: dict[str, str], comparisons:
     lines += ["", "## What each row trained on", ""]
     lines += [f"- {training_line(row)}" for row in summary]
     warnings = [warning for warning in map(validation_domain_warning, summary) if warning]
-    if warnings:
-        lines += [""] + warnings
+    for warning in warnings:  # a paragraph each
+        lines += ["", warning]
     epochs = sorted({row["epochs"] for row in summary})
     lines += [
         "",

@@ -234,7 +234,8 @@ def test_lesion_box_is_the_bounding_box_of_the_nonzero_voxels_in_any_layout(layo
                 labels[tuple(slice(c, c + s) for c, s in zip(corner, size))] = rng.integers(1, 4)
         view = {"C": labels, "F": np.asfortranarray(labels),
                 "transposed": np.ascontiguousarray(labels.transpose(1, 2, 0)).transpose(2, 0, 1),
-                "flipped": labels[::-1, :, ::-1][::-1, :, ::-1]}[layout]
+                "flipped": np.ascontiguousarray(labels[::-1, :, ::-1])[::-1, :, ::-1]}[layout]
+        assert layout != "flipped" or min(view.strides) < 0
         assert np.array_equal(view, labels)
         hits = np.nonzero(labels)
         expected = None if not trial else tuple(slice(int(h.min()), int(h.max()) + 1) for h in hits)
@@ -294,6 +295,20 @@ def test_projection_does_not_depend_on_how_the_volume_is_chunked(monkeypatch, la
     expected = (np.maximum(volume.astype(np.float64) * scale, -1000.0).sum(axis=1) + 1000.0 * 80) * 0.0206 / 1000 * 0.7
     for image in images.values():
         np.testing.assert_allclose(image, expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("sums", ["float32 (BLAS)", "int32"])
+@pytest.mark.parametrize("dtype, offset", [("int16", 0.0), ("uint16", -1024.0), (">i2", -1000.0), ("int8", 0.0)])
+def test_integer_sums_clip_at_minus_1000_hu_on_either_path(monkeypatch, sums, dtype, offset):
+    from chexmix_dataset.projector import parallel
+
+    if sums == "int32":  # the path of volumes whose sums could exceed float32's exact integers
+        monkeypatch.setattr(parallel, "FLOAT32_EXACT_INTEGERS", 0)
+    info = np.iinfo(np.dtype(dtype))
+    stored = np.random.default_rng(3).integers(info.min, info.max, size=(9, 40, 7), endpoint=True).astype(dtype)
+    got = line_integral_mm(stored, 0.7, 0.0206, 1.0, offset)
+    hu = np.maximum(stored.astype(np.float64) + offset, -1000.0)
+    np.testing.assert_allclose(got, (hu.sum(axis=1) + 1000.0 * 40) * 0.0206 / 1000 * 0.7, rtol=1e-12)
 
 
 def _seed_sums_in_float64(ct: CTVolume) -> np.ndarray:

@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
+from chexmix_dataset.dataset.composition import describe_composition
+
 from benchmark.report import compare_rows, comparison_line, results_markdown, summarize, validation_domain_warning
 from benchmark.stats import (
     mean_ci,
@@ -207,9 +209,8 @@ def test_a_threshold_chosen_on_another_kind_of_image_than_the_test_is_warned_abo
     (summary,) = summarize([row])
     warning = validation_domain_warning(summary)
     table = results_markdown([summary], {"python": "3"})
-    chosen_on = "CT projections" if not validation[0] else "CXRs"
-    assert "chosen on " in table and chosen_on in table[table.index("chosen on "):]
+    assert f"chosen on {describe_composition(composition(*validation))})" in table
     if expected is None:
-        assert warning is None and "Warning: Mixed" not in table
+        assert warning is None and "Warning" not in table and "| Mixed | 60/40 |" in table
     else:
-        assert expected in warning and warning in table
+        assert expected in warning and warning in table and "| Mixed † | 60/40 |" in table
