@@ -1,7 +1,7 @@
 """Sums along anterior-posterior in cache-sized chunks.
 
 A projection reads every voxel once; the per-voxel work (clipping at -1000 HU, an 8-bit lookup)
-runs on chunks of about 256 k voxels that stay in the CPU cache, so no float copy of the volume is
+runs on chunks of about 512 k voxels that stay in the CPU cache, so no float copy of the volume is
 ever made. One thread: the sums are bound by memory bandwidth, and on the 2-core machine this was
 built on, a thread pool over disjoint chunks was measured no faster than one thread.
 """
@@ -14,8 +14,10 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import numpy.typing as npt
 
-# Chunks of about 256 k voxels: temporaries stay in the CPU cache and never near the volume's size.
-CHUNK_VOXELS = 1 << 18
+# Chunks of about 512 k voxels (2 MB as float32): temporaries stay in the CPU cache and never near
+# the volume's size. On the 2-core machine this was tuned on, 2^19-2^20 beat 2^16-2^18 (fewer
+# chunks to dispatch) and 2^21-2^22 (out of cache) by 10-40 %.
+CHUNK_VOXELS = 1 << 19
 #: float32 represents every integer up to this magnitude, so sums of integers below it are exact.
 FLOAT32_EXACT_INTEGERS = 2**24
 
