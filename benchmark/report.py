@@ -181,12 +181,12 @@ def training_line(row: dict) -> str:
 
 def validation_domain_warning(row: dict) -> str | None:
     """A warning when the threshold was chosen on images of another kind than the test images
-    (e.g. CT projections only, for a test split of real CXRs): score levels differ between the two,
+    (e.g. CT projections only, for a test split of CXRs): score levels can differ between the two,
     so the operating point may not carry over. None when the kinds match or are not recorded."""
     validation, test = row.get("validation_composition"), row.get("test_composition")
     if not validation or not test:
         return None
-    kinds = {"cxr": "real CXRs", "ct_projections": "CT projections"}
+    kinds = {"cxr": "CXRs", "ct_projections": "CT projections"}
     missing = [name for key, name in kinds.items() if test[key] and not validation[key]]
     if not missing:
         return None

@@ -82,5 +82,5 @@ def test_mask_rcnn_from_scratch_finds_lesions_on_each_sample_cell(tmp_path, monk
     assert run["train_loss"][-1] < 0.6 * run["train_loss"][0]
     assert run["iou_mean"] > 0.0
     # The Mixed cell's 2 CXR patients both train, so its threshold comes from CT projections: said so.
-    warned = "chose its threshold on CT projections only, while its test images include real CXRs"
+    warned = "chose its threshold on CT projections only, while its test images include CXRs"
     assert (warned in (tmp_path / "out" / "results.md").read_text()) == (training_dataset == "Mixed")
