@@ -15,8 +15,8 @@ import numpy as np
 import numpy.typing as npt
 
 # Chunks of about 512 k voxels (2 MB as float32): temporaries stay in the CPU cache and never near
-# the volume's size. On the 2-core machine this was tuned on, 2^19-2^20 beat 2^16-2^18 (fewer
-# chunks to dispatch) and 2^21-2^22 (out of cache) by 10-40 %.
+# the volume's size. On the 2-core machine this was tuned on, 2^19-2^20 beat both smaller chunks
+# (more of them to dispatch) and larger ones (2^21-2^22) by 10-40 %.
 CHUNK_VOXELS = 1 << 19
 #: float32 represents every integer up to this magnitude, so sums of integers below it are exact.
 FLOAT32_EXACT_INTEGERS = 2**24
