@@ -26,6 +26,9 @@ from chexmix_dataset.projector import ProjectorOptions, project_volume, seed_sli
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shape", type=int, nargs=3, default=(512, 512, 133), metavar=("NX", "NY", "NZ"))
     parser.add_argument("--repeats", type=int, default=5, help="best of N for the fast paths (5)")
+    parser.add_argument("--device", default=None,
+                        help="also time the torch path on this device (cuda, cuda:N, or torch:cpu), against "
+                             "torch.sum of the volume already there and the copy of the volume to it")
     parser.add_argument("--loop-slices", type=int, default=None,
                         help="time the published loop on this many slices and scale linearly (default: all)")
 
@@ -37,6 +40,40 @@ def best_of(repeats: int, function) -> float:
         function()
         times.append(time.perf_counter() - start)
     return min(times)
+
+
+def torch_rows(ct: CTVolume, device: str, repeats: int, numpy_seconds: dict[str, float]) -> list[dict]:
+    """The torch path on ``device``: each projection starts from the numpy volume (so it pays the
+    copy to the device), as ``chexmix project --device`` does; the floor is ``torch.sum`` of the
+    volume already on the device."""
+    import torch
+
+    from chexmix_dataset.projector import to_device
+
+    def synchronised(function):
+        def run():
+            function()
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+        return run
+
+    on_device = to_device(ct.voxels, device)
+    floor = best_of(repeats, synchronised(lambda: torch.sum(on_device)))
+    seconds = {
+        "copy": best_of(repeats, synchronised(lambda: to_device(ct.voxels, device))),
+        "physics": best_of(repeats, synchronised(lambda: project_volume(ct, ProjectorOptions(device=device)))),
+        "cone": best_of(repeats, synchronised(
+            lambda: project_volume(ct, ProjectorOptions(geometry="cone", device=device)))),
+    }
+    names = {"copy": "copy of the volume to", "physics": "physics mode (image + lesions) on",
+             "cone": "physics, cone PA 1800 mm (image + lesions) on"}
+    rows = [{"method": f"{names[key]} {device}", "seconds": f"{value:.4f}",
+             "x device floor": f"{value / floor:.2f}",
+             "speed-up vs numpy": f"{numpy_seconds[key] / value:.2f}" if key in numpy_seconds else ""}
+            for key, value in seconds.items()]
+    rows.append({"method": f"floor: torch.sum(volume on {device})", "seconds": f"{floor:.4f}", "x device floor": "1.00",
+                 "speed-up vs numpy": ""})
+    return rows
 
 
 def run(args: argparse.Namespace) -> int:
@@ -88,6 +125,9 @@ def run(args: argparse.Namespace) -> int:
         {"method": "floor: numpy.sum(volume)", "seconds": f"{floor:.4f}", "x floor": "1.00", "speed-up vs loop": ""},
     ]
     print_table(rows, ["method", "seconds", "x floor", "speed-up vs loop"])
+    if args.device:
+        print_table(torch_rows(ct, args.device, args.repeats, {"physics": physics, "cone": cone}),
+                    ["method", "seconds", "x device floor", "speed-up vs numpy"])
     targets = [  # issue 11: the published loop is only ~150x the floor here, so seed is judged against the floor
         ("physics (image + lesions) <= 2x the floor", physics / floor),
         ("seed (image + lesions) <= 2x the floor", seed / floor),
