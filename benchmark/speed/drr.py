@@ -35,7 +35,9 @@ from chexmix_dataset.projector import (
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shape", type=int, nargs=3, default=(512, 512, 133), metavar=("NX", "NY", "NZ"))
     parser.add_argument("--sizes", type=int, nargs="+", default=(200, 512), help="detector sizes in px (200 512)")
-    parser.add_argument("--renderers", nargs="+", default=("siddon", "trilinear"), choices=("siddon", "trilinear"))
+    parser.add_argument("--renderers", nargs="*", default=("siddon", "trilinear"), choices=("siddon", "trilinear"),
+                        help="DiffDRR's renderers to compare (siddon trilinear); none: time CheXMix alone, "
+                             "e.g. on a machine where DiffDRR cannot be installed")
     parser.add_argument("--sdd", type=float, default=1020.0, help="source-to-detector distance, mm (1020)")
     parser.add_argument("--sod", type=float, default=850.0, help="source-to-isocentre distance, mm (850)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (both renderers on it)")
