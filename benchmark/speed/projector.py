@@ -23,10 +23,17 @@ from chexmix_dataset.phantoms import chest_phantom
 from chexmix_dataset.projector import ProjectorOptions, project_volume, seed_slices
 
 
+def torch_device(text: str) -> str:
+    """``--device``: a device of the torch path; "cpu" names the numpy path, which is always timed."""
+    if text == "cpu":
+        raise argparse.ArgumentTypeError("cpu is the numpy path, timed anyway; the torch path on the CPU is torch:cpu")
+    return text
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shape", type=int, nargs=3, default=(512, 512, 133), metavar=("NX", "NY", "NZ"))
     parser.add_argument("--repeats", type=int, default=5, help="best of N for the fast paths (5)")
-    parser.add_argument("--device", default=None,
+    parser.add_argument("--device", default=None, type=torch_device,
                         help="also time the torch path on this device (cuda, cuda:N, or torch:cpu), against "
                              "torch.sum of the volume already there and the copy of the volume to it")
     parser.add_argument("--loop-slices", type=int, default=None,

@@ -125,7 +125,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from benchmark.cli import load_config
 
-    rows = run_train_speed(load_config(args.config, args.data_dir, "80/20"),
+    dataset_dict, _ = load_config(args.config, args.data_dir, "80/20")  # (rows, download records)
+    rows = run_train_speed(dataset_dict,
                            tuple(m.strip() for m in args.models.split(",") if m.strip()),
                            image_size=args.image_size, batch_size=args.batch_size, steps=args.steps,
                            warmup=args.warmup, device=args.device, workers=args.workers)
