@@ -1,6 +1,6 @@
 """Speed benchmarks, reported as ratios against a floor or a baseline measured in the same run.
 
-    python -m benchmark.speed projector   # published loop vs seed vs physics vs numpy.sum floor
+    python -m benchmark.speed projector   # published loop vs seed vs physics vs numpy.sum floor; --device: torch path
     python -m benchmark.speed project     # chexmix project CT MASK end to end vs nibabel get_fdata, fresh processes
     python -m benchmark.speed build       # per-volume build vs nibabel load; num_proc 2 vs 1
     python -m benchmark.speed train       # harness images/s vs in-memory tensors (ceiling)
