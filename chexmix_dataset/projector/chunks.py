@@ -45,7 +45,7 @@ class Scratch:
         key = (part.shape, part.strides, dtype)
         view = self._views.get(key)
         if view is None:
-            order = _slowest_first(part)
+            order = slowest_first(part)
             buffer = self.array(tuple(part.shape[axis] for axis in order), dtype)
             view = self._views[key] = buffer.transpose([order.index(axis) for axis in range(part.ndim)])
         return view
@@ -57,15 +57,16 @@ class Scratch:
         return self._ones
 
 
-def _slowest_first(array: np.ndarray) -> list[int]:
-    """Axes from the largest stride to the smallest (Python's sort is stable, and cheap on 3 axes)."""
+def slowest_first(array: np.ndarray) -> list[int]:
+    """Axes from the largest stride to the smallest (Python's sort is stable, and cheap on 3 axes):
+    ``[0]`` is the axis along which slices are contiguous blocks of memory."""
     return sorted(range(array.ndim), key=lambda axis: -abs(array.strides[axis]))
 
 
 def _sum_y_float32(values: np.ndarray, scratch: Scratch) -> np.ndarray:
     """``values.sum(axis=1)`` for a float32 chunk laid out by :meth:`Scratch.like`, as one BLAS
     matrix-vector product (numpy's strided reduction is about twice as slow)."""
-    order = _slowest_first(values)
+    order = slowest_first(values)
     laid_out = values.transpose(order)  # C-contiguous
     ones = scratch.ones(values.shape[1])
     at = order.index(1)
@@ -79,6 +80,13 @@ def _sum_y_float32(values: np.ndarray, scratch: Scratch) -> np.ndarray:
     return sums if rest == [0, 2] else sums.T
 
 
+def as_float32(part: np.ndarray, scratch: Scratch) -> np.ndarray:
+    """``part`` converted to float32 in a scratch buffer of its layout (exact for integers below 2^24)."""
+    values = scratch.like(part, np.float32)
+    np.copyto(values, part, casting="unsafe")
+    return values
+
+
 Transform = Callable[[np.ndarray, Scratch], np.ndarray]
 Chunk = tuple[int, int, tuple[slice, slice, slice]]  # (axis cut, first index along it, index)
 
@@ -88,7 +96,7 @@ def chunk_slices(volume: np.ndarray) -> Iterator[Chunk]:
 
     Cutting along the slowest axis keeps each chunk one contiguous block of memory.
     """
-    axis = int(np.argmax(np.abs(volume.strides)))
+    axis = slowest_first(volume)[0]
     per_index = volume.size // max(volume.shape[axis], 1)
     step = max(1, CHUNK_VOXELS // max(per_index, 1))
     for start in range(0, volume.shape[axis], step):

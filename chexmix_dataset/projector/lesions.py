@@ -16,6 +16,7 @@ import numpy as np
 
 from chexmix_dataset.ct.volume import CTVolume
 from chexmix_dataset.dataset.lesions import LesionInstance
+from chexmix_dataset.projector.chunks import slowest_first
 from chexmix_dataset.projector.components import connected_components
 from chexmix_dataset.projector.cone import cone_path_mm
 from chexmix_dataset.projector.geometry import ConeGeometry
@@ -32,7 +33,7 @@ def lesion_box(labels: np.ndarray) -> tuple[slice, slice, slice] | None:
     """
     if labels.size == 0:
         return None
-    slowest = int(np.argmax(np.abs(labels.strides)))
+    slowest = slowest_first(labels)[0]
     others = [axis for axis in range(3) if axis != slowest]
     seen = labels.max(axis=slowest) != 0  # over the other two axes, in axis order
     if not seen.any():

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from chexmix_dataset.projector.backend import Array, is_torch
-from chexmix_dataset.projector.chunks import FLOAT32_EXACT_INTEGERS, Scratch, reduce_ap
+from chexmix_dataset.projector.chunks import FLOAT32_EXACT_INTEGERS, Scratch, as_float32, reduce_ap
 
 # torch chunks: larger, a GPU is fed by big kernels; still far below the volume's size.
 _TORCH_CHUNK_VOXELS = 1 << 24
@@ -44,9 +44,7 @@ def line_integral_mm(voxels: Array, dy_mm: float, mu_water_per_mm: float,
                     # Clip the stored integers (half the bytes of float32), then convert: 10-15 %
                     # faster than clipping floats. Both bounds: numpy vectorises clip, not maximum.
                     part = np.clip(part, low, high, out=scratch.like(part, part.dtype))
-                values = scratch.like(part, np.float32)
-                np.copyto(values, part, casting="unsafe")
-                return values
+                return as_float32(part, scratch)
 
             sums = reduce_ap(voxels, clip, np.float32)
         else:

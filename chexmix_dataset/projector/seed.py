@@ -23,7 +23,7 @@ from PIL import Image
 
 from chexmix_dataset.ct.volume import CTVolume
 from chexmix_dataset.errors import ChexmixInputError
-from chexmix_dataset.projector.chunks import FLOAT32_EXACT_INTEGERS, Scratch, map_chunks, reduce_ap
+from chexmix_dataset.projector.chunks import FLOAT32_EXACT_INTEGERS, as_float32, map_chunks, reduce_ap
 
 SEED_MIN_ROWS = 300
 
@@ -46,12 +46,6 @@ def _calibrated(values: np.ndarray, slope: float, intercept: float) -> np.ndarra
         values = values * slope
     if intercept != 0.0:
         values = values + intercept
-    return values
-
-
-def _as_float32(part: np.ndarray, scratch: Scratch) -> np.ndarray:
-    values = scratch.like(part, np.float32)
-    np.copyto(values, part, casting="unsafe")
     return values
 
 
@@ -118,7 +112,7 @@ def _seed_column_sums(ct: CTVolume) -> np.ndarray:
     exact_in_float32 = voxels.shape[1] * 255 <= FLOAT32_EXACT_INTEGERS
     if voxels.dtype == np.uint8 and not ct.is_hounsfield:
         if exact_in_float32:
-            return reduce_ap(voxels, _as_float32, np.float32).astype(np.int64)
+            return reduce_ap(voxels, as_float32, np.float32).astype(np.int64)
         return reduce_ap(voxels, lambda part, _: part, np.int64)
     slope, intercept = ct.value_slope, ct.value_intercept
     stored_low, stored_high = voxels.min(), voxels.max()
@@ -134,7 +128,7 @@ def _seed_column_sums(ct: CTVolume) -> np.ndarray:
         scale = 255.0 / (vmax - vmin) if vmax > vmin else 0.0
         form = _float32_form(table[present.view(unsigned)], present, slope, intercept, vmin, scale)
         if form is not None and exact_in_float32:
-            return reduce_ap(voxels, lambda part, scratch: _apply_float32_form(_as_float32(part, scratch), form),
+            return reduce_ap(voxels, lambda part, scratch: _apply_float32_form(as_float32(part, scratch), form),
                              np.float32).astype(np.int64)
         return reduce_ap(voxels, lambda part, _: np.take(table, part.view(unsigned)), np.int64)
     return reduce_ap(voxels, lambda part, _: to_uint8(_calibrated(part, slope, intercept)), np.int64)
