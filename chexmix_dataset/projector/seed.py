@@ -28,8 +28,13 @@ from chexmix_dataset.projector.chunks import FLOAT32_EXACT_INTEGERS, as_float32,
 SEED_MIN_ROWS = 300
 
 
+def _uint8_scale(vmin: float, vmax: float) -> float:
+    """The published min-max gain to 8 bits; 0 for a constant volume (every voxel becomes 0)."""
+    return 255.0 / (vmax - vmin) if vmax > vmin else 0.0
+
+
 def _uint8_scaling(vmin: float, vmax: float):
-    scale = 255.0 / (vmax - vmin) if vmax > vmin else 0.0
+    scale = _uint8_scale(vmin, vmax)
     return lambda values: np.rint((values.astype(np.float64) - vmin) * scale).astype(np.uint8)
 
 
@@ -125,7 +130,7 @@ def _seed_column_sums(ct: CTVolume) -> np.ndarray:
         codes = np.arange(2 ** (8 * voxels.dtype.itemsize), dtype=unsigned).view(voxels.dtype)
         table = to_uint8(_calibrated(codes, slope, intercept))  # table[stored bits] = 8-bit value
         present = np.arange(int(stored_low), int(stored_high) + 1).astype(voxels.dtype)
-        scale = 255.0 / (vmax - vmin) if vmax > vmin else 0.0
+        scale = _uint8_scale(vmin, vmax)
         form = _float32_form(table[present.view(unsigned)], present, slope, intercept, vmin, scale)
         if form is not None and exact_in_float32:
             return reduce_ap(voxels, lambda part, scratch: _apply_float32_form(as_float32(part, scratch), form),
