@@ -15,7 +15,7 @@ from scipy import ndimage
 
 from chexmix_dataset.ct import nifti
 from chexmix_dataset.ct.nifti_header import HEADER_BYTES, plain_header
-from chexmix_dataset.ct.orientation import to_ras_axes
+from chexmix_dataset.ct.orientation import to_ras
 from chexmix_dataset.figures.overlay import outline
 from chexmix_dataset.phantoms import chest_phantom, write_phantom_nifti
 from chexmix_dataset.projector.components import connected_components
@@ -141,7 +141,7 @@ def test_to_ras_reorders_like_nibabel_as_closest_canonical():
         affines.append(oblique)
     for affine in affines:
         canonical = nib.as_closest_canonical(nib.Nifti1Image(data, affine))
-        got, got_affine = to_ras_axes(data, affine)
+        got, got_affine = to_ras(data, affine)
         assert np.array_equal(got, np.asanyarray(canonical.dataobj))
         np.testing.assert_allclose(got_affine, canonical.affine, rtol=0, atol=1e-12)
 

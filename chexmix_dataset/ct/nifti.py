@@ -50,8 +50,12 @@ _READ_CHUNK_BYTES = 1 << 20
 _MAX_VOXEL_BYTES = 64 << 30
 
 
+def _is_gzip(path: Path) -> bool:
+    return str(path).lower().endswith(".gz")
+
+
 def _open(path: Path) -> BinaryIO:
-    return gzip_reader.open(path, "rb") if str(path).lower().endswith(".gz") else open(path, "rb")
+    return gzip_reader.open(path, "rb") if _is_gzip(path) else open(path, "rb")
 
 
 def _read_voxels(handle: BinaryIO, skip: int, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
@@ -84,7 +88,7 @@ def _read_plain(path: Path) -> tuple[np.ndarray, np.ndarray, float, float] | Non
         header: NiftiHeader | None = plain_header(handle.read(HEADER_BYTES))
         if header is None:
             return None
-        if not str(path).lower().endswith(".gz"):
+        if not _is_gzip(path):
             needed = header.voxel_offset + int(np.prod(header.shape, dtype=np.int64)) * header.dtype.itemsize
             size = os.fstat(handle.fileno()).st_size
             if size < needed:
@@ -101,7 +105,7 @@ def _read_with_nibabel(path: Path) -> tuple[np.ndarray, np.ndarray, float, float
         proxy = image.dataobj
         if isinstance(proxy, np.ndarray):
             return proxy, np.asarray(image.affine, dtype=np.float64), 1.0, 0.0
-        if str(path).lower().endswith(".gz"):
+        if _is_gzip(path):
             with _open(path) as handle:
                 data = _read_voxels(handle, int(proxy.offset), np.dtype(proxy.dtype), tuple(proxy.shape))
         else:

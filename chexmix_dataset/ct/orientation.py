@@ -33,8 +33,9 @@ def closest_axes(affine: np.ndarray) -> list[tuple[int, int]]:
     return axes  # type: ignore[return-value]
 
 
-def to_ras_axes(data: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``data`` (a view, first three axes reordered) and its affine with voxel axes along R, A, S."""
+def to_ras(data: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``data`` (a view, first three axes reordered) and its affine with voxel axes along R, A, S:
+    flips and axis swaps only, as ``nibabel.as_closest_canonical``."""
     axes = closest_axes(affine)
     if axes == [(0, 1), (1, 1), (2, 1)]:
         return data, np.asarray(affine, dtype=np.float64)

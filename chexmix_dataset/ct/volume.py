@@ -38,7 +38,7 @@ from typing import Literal, NamedTuple
 import numpy as np
 
 from chexmix_dataset.ct.nifti import is_nifti, read_nifti_stored
-from chexmix_dataset.ct.orientation import to_ras_axes
+from chexmix_dataset.ct.orientation import to_ras
 from chexmix_dataset.errors import ChexmixInputError
 from chexmix_dataset.xray.images import SIXTEEN_BIT_MODES, open_upright
 
@@ -101,11 +101,6 @@ def slice_files(folder: str | os.PathLike) -> list[Path]:
             f"slice folder holds no slice images ({', '.join(SLICE_SUFFIXES)})", folder
         )
     return sorted(files, key=lambda p: _natural_key(p.name))
-
-
-def to_ras(data: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Reorder ``data`` to RAS+ (flips and axis swaps only, as nibabel.as_closest_canonical)."""
-    return to_ras_axes(data, affine)
 
 
 def _read_slice(file: Path) -> np.ndarray:
