@@ -187,17 +187,16 @@ def validation_domain_warning(row: dict) -> str | None:
     if not validation or not test:
         return None
     kinds = {"cxr": "CXRs", "ct_projections": "CT projections"}
-    missing = [name for key, name in kinds.items() if test[key] and not validation[key]]
+    missing = [key for key in kinds if test[key] and not validation[key]]
     if not missing:
         return None
-    held = " and ".join(name for key, name in kinds.items() if validation[key])
+    held = " and ".join(kinds[key] for key in kinds if validation[key])
     trained = row.get("train_composition") or {}
-    why = ("the training split has none to hold out" if not any(trained.get(key) for key, name in kinds.items()
-                                                               if name in missing)
-           else "the training split has too few patients of that kind to hold any out")
+    why = ("too few patients of that kind to hold any out" if any(trained.get(key) for key in missing)
+           else "none to hold out")
     return (f"† Warning: {_row_name(row)} ({_setting(row)}, {row['model']}) chose its threshold on {held} only, "
-            f"while its test images include {' and '.join(missing)} ({why}); score levels can differ between "
-            "kinds of image, so the threshold may not carry over.")
+            f"while its test images include {' and '.join(kinds[key] for key in missing)} (the training split "
+            f"has {why}); score levels can differ between kinds of image, so the threshold may not carry over.")
 
 
 def results_markdown(summary: list[dict], versions: dict[str, str], comparisons: list[dict] | None = None) -> str:
@@ -209,8 +208,9 @@ def results_markdown(summary: list[dict], versions: dict[str, str], comparisons:
         header.append("IoU over seeds: mean ± std")
     lines = ["# CheXMix lesion segmentation benchmark", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for row in summary:
-        marked = " †" if validation_domain_warning(row) else ""  # the warning below the table explains it
+    warnings = [validation_domain_warning(row) for row in summary]
+    for row, warning in zip(summary, warnings):
+        marked = " †" if warning else ""  # the warning below the table explains it
         cells = [row["training_dataset"] + marked, row["split"], "y" if row["augment"] else "n", row["model"],
                  _with_ci(row["iou_mean"], row["iou_ci"]), _with_ci(row["dice_mean"], row["dice_ci"]),
                  _number(row["ap50"]), _with_ci(row["iou_lesion_mean"], row["iou_lesion_ci"]),
@@ -241,8 +241,7 @@ def results_markdown(summary: list[dict], versions: dict[str, str], comparisons:
         lines += [f"- {comparison_line(c)}" for c in comparisons]
     lines += ["", "## What each row trained on", ""]
     lines += [f"- {training_line(row)}" for row in summary]
-    warnings = [warning for warning in map(validation_domain_warning, summary) if warning]
-    for warning in warnings:  # a paragraph each
+    for warning in filter(None, warnings):  # a paragraph each
         lines += ["", warning]
     epochs = sorted({row["epochs"] for row in summary})
     lines += [
