@@ -41,6 +41,12 @@ def test_projector_speed_refuses_cpu_as_the_torch_device(capsys) -> None:
     assert stopped.value.code == 2 and "torch:cpu" in capsys.readouterr().err
 
 
+def test_projector_speed_refuses_an_unknown_device_before_timing(capsys) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        main(["projector", "--device", "gpu"])
+    assert stopped.value.code == 2 and "unknown device 'gpu'" in capsys.readouterr().err
+
+
 def test_drr_speed_without_a_diffdrr_renderer_times_chexmix_alone(capsys) -> None:
     assert main(["drr", "--shape", "32", "32", "24", "--sizes", "16", "--renderers", "--repeats", "1"]) == 0
     out = capsys.readouterr().out

@@ -19,6 +19,7 @@ from PIL import Image
 
 from benchmark.speed import print_table, synchronised
 from chexmix_dataset.ct.volume import CTVolume
+from chexmix_dataset.errors import ChexmixInputError
 from chexmix_dataset.phantoms import chest_phantom
 from chexmix_dataset.projector import ProjectorOptions, project_volume, seed_slices
 
@@ -27,6 +28,10 @@ def torch_device(text: str) -> str:
     """``--device``: a device of the torch path; "cpu" names the numpy path, which is always timed."""
     if text == "cpu":
         raise argparse.ArgumentTypeError("cpu is the numpy path, timed anyway; the torch path on the CPU is torch:cpu")
+    try:
+        ProjectorOptions(device=text)  # the projector's own rule for device names
+    except ChexmixInputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
     return text
 
 
